@@ -1,0 +1,268 @@
+import {
+  closeSync,
+  constants,
+  openSync,
+  readSync,
+  statSync,
+  type Stats,
+} from "node:fs";
+import {
+  chmod,
+  link,
+  mkdir,
+  open,
+  rename,
+  stat,
+  unlink,
+} from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+import { errnoCode } from "./errors.js";
+import { MAX_KEY_LENGTH, validateKey } from "./key.js";
+
+/** Mode of every key file written here: owner read-write, group read. */
+export const KEY_FILE_MODE = 0o640;
+
+/** Mode of a key file directory created here: owner all, group read-search. */
+export const KEY_DIRECTORY_MODE = 0o750;
+
+/**
+ * Maximum size of a key file in bytes. A larger file is read only this far
+ * and is then invalid, so a wrong path to a large file cannot stall a server.
+ */
+export const MAX_KEY_FILE_SIZE = MAX_KEY_LENGTH + 1024;
+
+/**
+ * Identity of one version of a file: the `stat` fields that change when its
+ * content is replaced or rewritten.
+ */
+export type FileSignature = string;
+
+/** Computes the signature of a file from its `stat` result. */
+export function signatureOf(stats: Stats): FileSignature {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+}
+
+/**
+ * Returns the signature of the file at `path` (following symlinks), or
+ * `undefined` when it cannot be read by `stat`.
+ */
+export function statSignature(path: string): FileSignature | undefined {
+  try {
+    const stats = statSync(path, { throwIfNoEntry: false });
+    return stats === undefined ? undefined : signatureOf(stats);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads at most `MAX_KEY_FILE_SIZE + 1` bytes of a file synchronously, so a
+ * too-large file is seen as such without reading it all.
+ */
+export function readKeyFileSync(path: string): Buffer {
+  const fd = openSync(path, constants.O_RDONLY);
+  try {
+    const buffer = Buffer.alloc(MAX_KEY_FILE_SIZE + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const count = readSync(fd, buffer, length, buffer.length - length, null);
+      if (count === 0) {
+        break;
+      }
+      length += count;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads a key file like `readKeyFileSync`, without blocking. */
+export async function readKeyFile(path: string): Promise<Buffer> {
+  const handle = await open(path, constants.O_RDONLY);
+  try {
+    const buffer = Buffer.alloc(MAX_KEY_FILE_SIZE + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(
+        buffer,
+        length,
+        buffer.length - length,
+        null,
+      );
+      if (bytesRead === 0) {
+        break;
+      }
+      length += bytesRead;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Describes what is wrong with the mode of a key file that other users can
+ * read or write, or returns `undefined` when they can do neither.
+ */
+export function describeLoosePermissions(
+  path: string,
+  mode: number,
+): string | undefined {
+  if (process.platform === "win32" || (mode & 0o006) === 0) {
+    return undefined;
+  }
+  const octal = (mode & 0o777).toString(8).padStart(4, "0");
+  return (
+    `key file "${path}" has mode ${octal}, so other users can ` +
+    `${mode & 0o002 ? "write" : "read"} it; run chmod 640 "${path}"`
+  );
+}
+
+/** Options of `writeKeyFile`. */
+export interface WriteKeyFileOptions {
+  /**
+   * Whether an existing file is replaced. When false the write fails with
+   * an `EEXIST` error instead, even against a writer in another process.
+   * Default: true.
+   */
+  replace?: boolean;
+}
+
+/**
+ * Writes `key` and one `\n` to the key file at `path` atomically.
+ *
+ * The content goes to a new temporary file with a random name in the same
+ * directory, created exclusively so that a planted file or symlink is never
+ * followed. That file gets mode 0640 (whatever the umask) and the group of
+ * the existing key file before any key byte is written, then it is synced
+ * and renamed over `path`, and the directory is synced. A missing parent
+ * directory is created with mode 0750.
+ *
+ * Throws a `TypeError` for an invalid key and the file system error when a
+ * step fails, leaving the existing key file as it was.
+ */
+export async function writeKeyFile(
+  path: string,
+  key: string,
+  options: WriteKeyFileOptions = {},
+): Promise<void> {
+  if (typeof path !== "string" || path.length === 0) {
+    throw new TypeError("key file path must be a non-empty string");
+  }
+  const problem =
+    typeof key === "string" ? validateKey(key) : "is not a string";
+  if (problem !== undefined) {
+    throw new TypeError(`invalid key for "${path}": the key ${problem}`);
+  }
+
+  const directory = dirname(path);
+  await createDirectory(directory);
+  const group = await groupOf(path);
+
+  const temporaryPath = await writeTemporaryFile(directory, path, key, group);
+  try {
+    if (options.replace === false) {
+      // link() fails with EEXIST when the target exists, where rename() would
+      // silently replace a key that another process has just created.
+      await link(temporaryPath, path);
+      await unlink(temporaryPath);
+    } else {
+      await rename(temporaryPath, path);
+    }
+  } catch (error) {
+    await unlink(temporaryPath).catch(() => undefined);
+    throw error;
+  }
+
+  await syncDirectory(directory);
+}
+
+async function createDirectory(directory: string): Promise<void> {
+  const first = await mkdir(directory, { recursive: true, mode: 0o700 });
+  if (first === undefined) {
+    return;
+  }
+
+  // mkdir applies the umask, so each directory it created gets its mode here,
+  // from the first one created down to the key file's directory.
+  let created = directory;
+  const createdDirectories = [created];
+  while (created !== first) {
+    created = dirname(created);
+    createdDirectories.push(created);
+  }
+  for (const createdDirectory of createdDirectories.reverse()) {
+    await chmod(createdDirectory, KEY_DIRECTORY_MODE);
+  }
+}
+
+async function groupOf(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).gid;
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+async function writeTemporaryFile(
+  directory: string,
+  path: string,
+  key: string,
+  group: number | undefined,
+): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    const suffix = randomBytes(8).toString("hex");
+    const temporaryPath = join(directory, `.${basename(path)}.${suffix}.tmp`);
+
+    let handle;
+    try {
+      // O_EXCL with O_CREAT fails on any existing entry, symlinks included.
+      handle = await open(
+        temporaryPath,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+        KEY_FILE_MODE,
+      );
+    } catch (error) {
+      if (errnoCode(error) === "EEXIST" && attempt < 5) {
+        continue;
+      }
+      throw error;
+    }
+
+    try {
+      if (group !== undefined) {
+        await handle.chown(-1, group);
+      }
+      await handle.chmod(KEY_FILE_MODE);
+      await handle.writeFile(`${key}\n`, "latin1");
+      await handle.sync();
+      await handle.close();
+      return temporaryPath;
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await unlink(temporaryPath).catch(() => undefined);
+      throw error;
+    }
+  }
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(directory, constants.O_RDONLY);
+    await handle.sync();
+  } catch (error) {
+    // Some platforms and file systems cannot open or sync a directory.
+    const code = errnoCode(error);
+    if (code !== "EISDIR" && code !== "EINVAL" && code !== "EPERM") {
+      throw error;
+    }
+  } finally {
+    await handle?.close();
+  }
+}
