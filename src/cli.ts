@@ -84,7 +84,10 @@ async function generate(path: string, force: boolean): Promise<number> {
   try {
     await writeKeyFile(path, key, { replace: force });
   } catch (error) {
-    if (errnoCode(error) === "EEXIST") {
+    // Only an EEXIST from link() means that the key file exists, because
+    // mkdir() also fails with EEXIST when a parent in the path is a file.
+    const syscall = (error as NodeJS.ErrnoException | undefined)?.syscall;
+    if (errnoCode(error) === "EEXIST" && syscall === "link") {
       throw new Error(
         `key file "${path}" already exists; use "keyfile-auth rotate ${path}" ` +
           "or add --force to replace it",

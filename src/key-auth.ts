@@ -47,6 +47,9 @@ export interface KeyAuthEvents {
   warning: [error: KeyAuthError];
 }
 
+/** Distinct conditions remembered per slot to report each only once. */
+const MAX_REPORTED_CONDITIONS = 100;
+
 type Decision = "accepted" | "rejected" | "duplicate";
 
 /** Independent conditions, each reported once until it changes. */
@@ -88,8 +91,19 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
   readonly #acceptBearer: boolean;
   #watcher: KeyFileWatcher | undefined;
   #signature: FileSignature | undefined;
+  /**
+   * Valid key that a request read from the file version in `#signature` and
+   * did not adopt, because the request presented another key.
+   */
+  #unadoptedKey: string | undefined;
   #generation = 0;
-  #conditions = new Map<ConditionSlot, string>();
+  #rotation: Promise<void> = Promise.resolve();
+  /** Key that `rotate()` is writing, until it has been adopted. */
+  #rotatingKey: string | undefined;
+  /** Conditions reported per slot since the slot was last healthy. */
+  #conditions = new Map<ConditionSlot, Set<string>>();
+  /** Warnings found while `start` runs, emitted once it has finished. */
+  #startupWarnings: KeyAuthError[] | undefined = [];
   #started = false;
   #closed = false;
 
@@ -119,20 +133,28 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
       return;
     }
     this.#started = true;
-    await this.#checkPermissions();
+    try {
+      await this.#checkPermissions();
 
-    if (this.#options.watch === false) {
-      return;
+      if (this.#options.watch === false) {
+        return;
+      }
+      this.#watcher = new KeyFileWatcher(this.#options.keyPath, {
+        events: this.#options.watch === true,
+        pollIntervalMs: this.#options.pollIntervalMs,
+        check: (reason) => this.#refresh(reason),
+        watchFailed: (error) =>
+          this.#report("watch", "WATCH_FAILED", error.message, error.message),
+        watchRestored: () => this.#conditions.delete("watch"),
+      });
+      await this.#watcher.start();
+    } finally {
+      const warnings = this.#startupWarnings ?? [];
+      this.#startupWarnings = undefined;
+      for (const warning of warnings) {
+        this.#emitWarning(warning);
+      }
     }
-    this.#watcher = new KeyFileWatcher(this.#options.keyPath, {
-      events: this.#options.watch === true,
-      pollIntervalMs: this.#options.pollIntervalMs,
-      check: (reason) => this.#refresh(reason),
-      watchFailed: (error) =>
-        this.#report("watch", "WATCH_FAILED", error.message, error.message),
-      watchRestored: () => this.#conditions.delete("watch"),
-    });
-    await this.#watcher.start();
   }
 
   /**
@@ -185,10 +207,24 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
    * with the file system error when the write fails, keeping the old key.
    */
   async rotate(): Promise<void> {
+    // Rotations run one at a time, so the key adopted last is the one the
+    // file contains.
+    const rotation = this.#rotation.then(() => this.#rotateOnce());
+    this.#rotation = rotation.catch(() => undefined);
+    return rotation;
+  }
+
+  async #rotateOnce(): Promise<void> {
     const key = generateKey();
-    await writeKeyFile(this.#options.keyPath, key);
-    this.#signature = statSignature(this.#options.keyPath);
-    this.#adopt(key, "rotate");
+    this.#rotatingKey = key;
+    try {
+      await writeKeyFile(this.#options.keyPath, key);
+      this.#signature = statSignature(this.#options.keyPath);
+      this.#unadoptedKey = undefined;
+      this.#adopt(key, "rotate");
+    } finally {
+      this.#rotatingKey = undefined;
+    }
   }
 
   /** Stops watching and polling. Calling it again does nothing. */
@@ -237,33 +273,45 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
 
     const path = this.#options.keyPath;
     const signature = statSignature(path);
-    if (signature === undefined || signature === this.#signature) {
+    if (signature === undefined) {
       return false;
     }
-    this.#signature = signature;
+    if (signature !== this.#signature) {
+      this.#signature = signature;
+      this.#unadoptedKey = this.#readKeyForRequest(path);
+    }
 
+    // A key read for an earlier request with another key is still the file's
+    // content, so it is compared again without reading the file.
+    const key = this.#unadoptedKey;
+    if (key === undefined || !timingSafeEqual(digestKey(key), digest)) {
+      return false;
+    }
+
+    this.#unadoptedKey = undefined;
+    this.#conditions.delete("file");
+    // Listeners run after the decision, so one that throws cannot fail it.
+    this.#adopt(key, "request", true);
+    return true;
+  }
+
+  /** Reads the key file synchronously, reporting a failed read or invalid key. */
+  #readKeyForRequest(path: string): string | undefined {
     let content: Buffer;
     try {
       content = readKeyFileSync(path);
     } catch (error) {
       const message = describeReadError(path, error);
       this.#report("file", "KEY_FILE_UNREADABLE", message, message);
-      return false;
+      return undefined;
     }
 
     const parsed = parseKeyFileContent(content);
     if (!parsed.ok) {
       this.#reportInvalid(content, parsed.problem);
-      return false;
+      return undefined;
     }
-    if (!timingSafeEqual(digestKey(parsed.key), digest)) {
-      return false;
-    }
-
-    this.#conditions.delete("file");
-    // Listeners run after the decision, so one that throws cannot fail it.
-    this.#adopt(parsed.key, "request", true);
-    return true;
+    return parsed.key;
   }
 
   /** Reads the key file and adopts its key if it changed. Never rejects. */
@@ -297,6 +345,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
       return false;
     }
     this.#signature = read.signature;
+    this.#unadoptedKey = undefined;
 
     const parsed = parseKeyFileContent(read.content);
     if (!parsed.ok) {
@@ -319,9 +368,11 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     }
     this.#generation++;
 
+    // The watcher or a request can see the renamed file before `rotate()`
+    // resumes, but the change is still the rotation's.
     const event: RotateEvent = {
       fingerprint: this.#matcher.fingerprint,
-      reason,
+      reason: key === this.#rotatingKey ? "rotate" : reason,
     };
     if (deferEvent) {
       process.nextTick(() => this.emit("rotate", event));
@@ -354,7 +405,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     this.#report("file", "KEY_FILE_INVALID", message, condition);
   }
 
-  /** Emits a warning unless the same condition was the last one reported. */
+  /** Emits a warning unless the condition was reported since the slot was last healthy. */
   #report(
     slot: ConditionSlot,
     code: KeyAuthErrorCode,
@@ -362,14 +413,34 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     condition: string,
   ): void {
     const key = `${code}\n${condition}`;
-    if (this.#conditions.get(slot) === key) {
+    let reported = this.#conditions.get(slot);
+    if (reported === undefined) {
+      reported = new Set();
+      this.#conditions.set(slot, reported);
+    }
+    if (reported.has(key)) {
       return;
     }
-    this.#conditions.set(slot, key);
+    // Bounds the memory that a writer cycling through bad contents can take,
+    // at the cost of reporting an old content again.
+    if (reported.size >= MAX_REPORTED_CONDITIONS) {
+      reported.clear();
+    }
+    reported.add(key);
 
     const warning = new KeyAuthError(code, message);
-    // A listener added right after `await createKeyAuth()` still gets the
-    // warnings found while the guard was created.
+    if (this.#startupWarnings !== undefined) {
+      this.#startupWarnings.push(warning);
+    } else {
+      this.#emitWarning(warning);
+    }
+  }
+
+  #emitWarning(warning: KeyAuthError): void {
+    // Deferred so that a listener added right after `await createKeyAuth()`
+    // still gets the warnings found while the guard was created. Those are
+    // held until `start` ends, because an immediate scheduled earlier can run
+    // during one of its later awaits.
     setImmediate(() => {
       if (this.listenerCount("warning") > 0) {
         this.emit("warning", warning);

@@ -1,5 +1,6 @@
 import {
   closeSync,
+  fstatSync,
   constants,
   openSync,
   readSync,
@@ -18,7 +19,7 @@ import {
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { errnoCode } from "./errors.js";
-import { MAX_KEY_LENGTH, validateKey } from "./key.js";
+import { MAX_KEY_FILE_SIZE, validateKey } from "./key.js";
 
 /** Mode of every key file written here: owner read-write, group read. */
 export const KEY_FILE_MODE = 0o640;
@@ -26,11 +27,7 @@ export const KEY_FILE_MODE = 0o640;
 /** Mode of a key file directory created here: owner all, group read-search. */
 export const KEY_DIRECTORY_MODE = 0o750;
 
-/**
- * Maximum size of a key file in bytes. A larger file is read only this far
- * and is then invalid, so a wrong path to a large file cannot stall a server.
- */
-export const MAX_KEY_FILE_SIZE = MAX_KEY_LENGTH + 1024;
+export { MAX_KEY_FILE_SIZE };
 
 /**
  * Identity of one version of a file: the `stat` fields that change when its
@@ -56,13 +53,30 @@ export function statSignature(path: string): FileSignature | undefined {
   }
 }
 
+// O_NONBLOCK keeps the open from waiting for a writer when the path is a
+// FIFO, which `checkRegularFile` then rejects. It has no effect on files.
+const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
+
+/** Throws an `EISDIR` or `EINVAL` error unless `stats` is a regular file. */
+function checkRegularFile(path: string, stats: Stats): void {
+  if (stats.isFile()) {
+    return;
+  }
+  const error: NodeJS.ErrnoException = stats.isDirectory()
+    ? new Error(`EISDIR: "${path}" is a directory`)
+    : new Error(`EINVAL: "${path}" is not a regular file`);
+  error.code = stats.isDirectory() ? "EISDIR" : "EINVAL";
+  throw error;
+}
+
 /**
  * Reads at most `MAX_KEY_FILE_SIZE + 1` bytes of a file synchronously, so a
  * too-large file is seen as such without reading it all.
  */
 export function readKeyFileSync(path: string): Buffer {
-  const fd = openSync(path, constants.O_RDONLY);
+  const fd = openSync(path, READ_FLAGS);
   try {
+    checkRegularFile(path, fstatSync(fd));
     const buffer = Buffer.alloc(MAX_KEY_FILE_SIZE + 1);
     let length = 0;
     while (length < buffer.length) {
@@ -80,8 +94,9 @@ export function readKeyFileSync(path: string): Buffer {
 
 /** Reads a key file like `readKeyFileSync`, without blocking. */
 export async function readKeyFile(path: string): Promise<Buffer> {
-  const handle = await open(path, constants.O_RDONLY);
+  const handle = await open(path, READ_FLAGS);
   try {
+    checkRegularFile(path, await handle.stat());
     const buffer = Buffer.alloc(MAX_KEY_FILE_SIZE + 1);
     let length = 0;
     while (length < buffer.length) {

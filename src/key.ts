@@ -9,6 +9,12 @@ export const MIN_KEY_LENGTH = 16;
  */
 export const MAX_KEY_LENGTH = 4096;
 
+/**
+ * Maximum size of a key file in bytes. A larger file is read only this far
+ * and is then invalid, so a wrong path to a large file cannot stall a server.
+ */
+export const MAX_KEY_FILE_SIZE = MAX_KEY_LENGTH + 1024;
+
 /** Result of reading key file content: the key, or why it is not one. */
 export type KeyParseResult =
   { ok: true; key: string } | { ok: false; problem: string };
@@ -44,9 +50,19 @@ function isAsciiWhitespace(byte: number): boolean {
 /**
  * Extracts the key from the bytes of a key file. Surrounding ASCII whitespace
  * and a leading UTF-8 byte-order mark are stripped. The rest must be one
- * valid key (see `validateKey`), and any non-ASCII byte makes it invalid.
+ * valid key (see `validateKey`), and any non-ASCII byte makes it invalid,
+ * as does content longer than `MAX_KEY_FILE_SIZE` bytes.
  */
 export function parseKeyFileContent(content: Buffer): KeyParseResult {
+  // The readers stop one byte past the limit, so a longer buffer is a file
+  // that was cut off, and whitespace in front could make a prefix look valid.
+  if (content.length > MAX_KEY_FILE_SIZE) {
+    return {
+      ok: false,
+      problem: `is in a file larger than ${MAX_KEY_FILE_SIZE} bytes`,
+    };
+  }
+
   let start = 0;
   let end = content.length;
 

@@ -27,7 +27,7 @@ export interface KeyAuthOptions {
   pollIntervalMs?: number;
   /** Time in ms during which a replaced key stays valid. Default: 0. */
   graceMs?: number;
-  /** Accepted schemes: `'basic'`, and `'bearer'` on request. Default: `['basic']`. */
+  /** Accepted schemes: `'basic'`, which is required, and `'bearer'`. Default: `['basic']`. */
   schemes?: readonly Scheme[];
 }
 
@@ -113,11 +113,11 @@ export function resolveOptions(options: KeyAuthOptions): ResolvedOptions {
   }
   if (
     !Array.isArray(schemes) ||
-    schemes.length === 0 ||
+    !schemes.includes("basic") ||
     !schemes.every((scheme) => SCHEMES.includes(scheme))
   ) {
     throw new TypeError(
-      `schemes must be a non-empty array of 'basic' and 'bearer': ${JSON.stringify(schemes)}`,
+      `schemes must be ['basic'] or ['basic', 'bearer'], because every 401 carries a Basic challenge: ${JSON.stringify(schemes)}`,
     );
   }
 

@@ -115,13 +115,13 @@ export class KeyFileWatcher {
   #fail(error: unknown): void {
     this.#watchFailed = true;
     const reason = error instanceof Error ? error.message : String(error);
-    this.#options.watchFailed(
-      new Error(
-        `cannot watch directory "${this.#directory}": ${reason}; ` +
-          "changes to the key file are seen only at the next poll",
-        { cause: error },
-      ),
-    );
+    const fallback =
+      this.#options.pollIntervalMs > 0
+        ? "changes to the key file are seen only at the next poll"
+        : "changes to the key file are seen only when a request presents " +
+          "the new key; set pollIntervalMs to poll the file";
+    const message = `cannot watch directory "${this.#directory}": ${reason}; ${fallback}`;
+    this.#options.watchFailed(new Error(message, { cause: error }));
   }
 
   async #directoryIdentity(): Promise<string> {

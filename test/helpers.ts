@@ -72,7 +72,18 @@ export async function request(
   } = {},
 ): Promise<SimpleResponse> {
   const headers = options.headers ?? {};
-  const flatHeaders = Array.isArray(headers) ? headers.flat() : headers;
+  let flatHeaders: Record<string, string> | string[];
+  if (Array.isArray(headers)) {
+    // Node sends no Host header for a raw header list, and its server rejects
+    // a request without one with 400 before any handler runs.
+    const hasHost = headers.some(([name]) => name.toLowerCase() === "host");
+    const withHost: Array<[string, string]> = hasHost
+      ? headers
+      : [["Host", new URL(url).host], ...headers];
+    flatHeaders = withHost.flat();
+  } else {
+    flatHeaders = headers;
+  }
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
