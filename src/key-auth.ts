@@ -262,9 +262,15 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
   /**
    * Reads the key file again when its `stat` changed since it was last read,
    * so that a client which read a freshly rotated key file is accepted before
-   * the watcher reacts. Only a key equal to the presented one is adopted, so a
-   * request can never make a half-written file the key. Any other change is
-   * left to the watcher.
+   * the watcher reacts. Only a key equal to the presented one is adopted, and
+   * any other change is left to the watcher, so requests with wrong keys
+   * cannot make a half-written file the key.
+   *
+   * NOTE: a synchronous read cannot tell a finished write from a paused one.
+   * A file rewritten in place that pauses after 16 or more characters, read
+   * by a client that sends exactly that prefix, is adopted until the watcher
+   * reads the whole file (about 50 ms later). Writers that rename a complete
+   * file over the key, as `rotate()` and the command line do, avoid this.
    */
   #refreshForRequest(digest: Buffer): boolean {
     if (this.#closed || this.#options.watch === false) {

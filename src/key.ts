@@ -43,8 +43,15 @@ export function fingerprintKey(key: string): string {
 }
 
 function isAsciiWhitespace(byte: number): boolean {
-  // Tab, line feed, vertical tab, form feed, carriage return and space.
-  return (byte >= 0x09 && byte <= 0x0d) || byte === 0x20;
+  // ASCII whitespace as the WHATWG Infra standard defines it: tab, line
+  // feed, form feed, carriage return and space.
+  return (
+    byte === 0x09 ||
+    byte === 0x0a ||
+    byte === 0x0c ||
+    byte === 0x0d ||
+    byte === 0x20
+  );
 }
 
 /**

@@ -48,6 +48,7 @@ export class KeyFileWatcher {
   #pollTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #pendingReason: CheckReason | undefined;
+  #polling = false;
   #closed = false;
 
   constructor(keyPath: string, options: KeyFileWatcherOptions) {
@@ -87,6 +88,8 @@ export class KeyFileWatcher {
       if (this.#closed) {
         return;
       }
+      // Another re-arm may have finished during the await.
+      this.#disarm();
       this.#watcher = watch(this.#directory, { persistent: false }, () => {
         this.#schedule();
       });
@@ -151,6 +154,20 @@ export class KeyFileWatcher {
   }
 
   async #poll(): Promise<void> {
+    // A poll slower than the interval, as on a slow network file system,
+    // makes the next one skip instead of piling up.
+    if (this.#polling) {
+      return;
+    }
+    this.#polling = true;
+    try {
+      await this.#pollOnce();
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  async #pollOnce(): Promise<void> {
     if (this.#options.events) {
       // Re-arm when the watch failed or the directory was replaced, since a
       // watch stays on the directory it was set up on.
