@@ -84,7 +84,9 @@ export function resolveOptions(options: KeyAuthOptions): ResolvedOptions {
   } = options;
 
   if (typeof keyPath !== "string" || keyPath.length === 0) {
-    throw new TypeError("keyPath must be a non-empty string");
+    throw new TypeError(
+      `keyPath must be a non-empty string: ${JSON.stringify(keyPath) ?? String(keyPath)}`,
+    );
   }
   if (keyPath.includes("\0")) {
     throw new TypeError(

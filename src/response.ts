@@ -54,10 +54,11 @@ export function sendDuplicateAuthorization(req: Request, res: Response): void {
 }
 
 function sendText(req: Request, res: WritableResponse, body: string): void {
+  const isHead = req.method === "HEAD";
   res.setHeader("Content-Type", "text/plain; charset=utf-8");
   res.setHeader("Cache-Control", "no-store");
   res.setHeader("Content-Length", Buffer.byteLength(body));
-  if (req.method === "HEAD") {
+  if (isHead) {
     res.end();
   } else {
     res.end(body);
