@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fingerprintKey, parseKeyFileContent } from "../src/key.js";
 import { writeKeyFile } from "../src/key-file.js";
-import { makeTempDir } from "./helpers.js";
+import { makeTempDir, modeOf, otherGroup } from "./helpers.js";
 
 const CLI_PATH = fileURLToPath(new URL("../src/cli.js", import.meta.url));
 
@@ -55,22 +55,6 @@ async function readKey(path: string): Promise<string> {
   const parsed = parseKeyFileContent(await readFile(path));
   assert.equal(parsed.ok, true, `no valid key in ${path}`);
   return parsed.ok ? parsed.key : "";
-}
-
-/** Returns the permission bits of the file or directory at `path`. */
-async function modeOf(path: string): Promise<number> {
-  return (await stat(path)).mode & 0o777;
-}
-
-/**
- * Returns a group other than `currentGid` that this process may give a
- * file, or `undefined` when there is none.
- */
-function otherGroup(currentGid: number): number | undefined {
-  if (process.getuid?.() === 0) {
-    return currentGid === 65534 ? 65533 : 65534;
-  }
-  return process.getgroups?.().find((gid) => gid !== currentGid);
 }
 
 /**

@@ -3,20 +3,20 @@
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { once } from "node:events";
-import { readFile, writeFile } from "node:fs/promises";
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type http from "node:http";
+import { writeFile } from "node:fs/promises";
+import type http2 from "node:http2";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { generateKey, type KeyAuthOptions } from "../src/index.js";
 import {
-  createKeyAuth,
-  generateKey,
-  writeKeyFile,
-  type KeyAuth,
-  type KeyAuthOptions,
-} from "../src/index.js";
-import { basic, makeTempDir, startGuardedServer } from "./helpers.js";
+  basic,
+  http2Request,
+  readKey,
+  startFixture,
+  type Fixture,
+  type FixtureOptions,
+} from "./helpers.js";
 
 /**
  * Realm of every guard here. It is not the default, so a client keyed by it
@@ -113,20 +113,8 @@ const noCurl = await skipUnlessInstalled("curl");
 const noWget = await skipUnlessInstalled("wget");
 const noPython = await skipUnlessInstalled("python3");
 
-/** A guarded server on 127.0.0.1 and its key file. */
-interface Fixture {
-  directory: string;
-  keyPath: string;
-  key: string;
-  auth: KeyAuth;
-  url: string;
-}
-
-/** Kind of server a client talks to. */
-type ServerKind = "http1" | "http2";
-
 /** Options of `setUp`: the server kind and the guard options to vary. */
-type SetUpOptions = { server?: ServerKind } & Pick<
+type SetUpOptions = { server?: FixtureOptions["server"] } & Pick<
   KeyAuthOptions,
   "schemes" | "watch" | "pollIntervalMs"
 >;
@@ -140,94 +128,15 @@ type SetUpOptions = { server?: ServerKind } & Pick<
 async function setUp(
   t: TestContext,
   options: SetUpOptions = {},
-): Promise<Fixture> {
-  const { server: kind = "http1", ...guardOptions } = options;
-  const directory = await makeTempDir();
-  const keyPath = join(directory.path, "keys", "api.key");
-  const key = generateKey();
-  await writeKeyFile(keyPath, key);
+): Promise<Fixture<http.Server | http2.Http2Server>> {
+  const { server = "http1", ...guardOptions } = options;
+  const fixture = await startFixture(
+    { ...guardOptions, realm: REALM, init: "load" },
+    { fileName: "keys/api.key", server },
+  );
 
-  const auth = await createKeyAuth({
-    ...guardOptions,
-    keyPath,
-    realm: REALM,
-    init: "load",
-  });
-  const server =
-    kind === "http1"
-      ? await startGuardedServer(auth)
-      : await startGuardedHttp2Server(auth);
-
-  t.after(async () => {
-    await server.close();
-    await auth.close();
-    await directory[Symbol.asyncDispose]();
-  });
-  return { directory: directory.path, keyPath, key, auth, url: server.url };
-}
-
-/**
- * Starts an h2c server (HTTP/2 without TLS) on 127.0.0.1 port 0 whose
- * handler responds with 200 "ok\n" after `auth.check`.
- */
-async function startGuardedHttp2Server(
-  auth: KeyAuth,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http2.createServer((req, res) => {
-    if (!auth.check(req, res)) return;
-    res.end("ok\n");
-  });
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.on("close", () => sessions.delete(session));
-  });
-
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/`,
-    async close() {
-      for (const session of sessions) {
-        session.destroy();
-      }
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** Response of one HTTP/2 request. */
-interface Http2Response {
-  status: number;
-  headers: http2.IncomingHttpHeaders;
-  body: string;
-}
-
-/** Sends one GET over a new HTTP/2 session, closed afterwards. */
-async function http2Get(
-  url: string,
-  headers: http2.OutgoingHttpHeaders,
-): Promise<Http2Response> {
-  const session = http2.connect(url);
-  try {
-    const stream = session.request({ ":path": "/", ...headers });
-    stream.setEncoding("utf8");
-    const [responseHeaders] = (await once(stream, "response")) as [
-      http2.IncomingHttpHeaders,
-    ];
-    let body = "";
-    for await (const chunk of stream) {
-      body += chunk as string;
-    }
-    return {
-      status: Number(responseHeaders[":status"]),
-      headers: responseHeaders,
-      body,
-    };
-  } finally {
-    session.close();
-  }
+  t.after(() => fixture[Symbol.asyncDispose]());
+  return fixture;
 }
 
 /** Sends one GET to `url` through `python3` with `user` for `realm`. */
@@ -301,7 +210,10 @@ async function curlBasicStatus(url: string, keyFile: string): Promise<number> {
 }
 
 /** Sends one GET with `key` through a real client and returns the final status. */
-type SendWithKey = (fixture: Fixture, key: string) => Promise<number>;
+type SendWithKey = (
+  fixture: Fixture<http.Server | http2.Http2Server>,
+  key: string,
+) => Promise<number>;
 
 /** Sends the key as the Basic user-id from a key file of the client's own. */
 const curlBasic: SendWithKey = async (fixture, key) => {
@@ -338,7 +250,9 @@ const nodeFetch: SendWithKey = async (fixture, key) => {
 };
 
 const nodeHttp2: SendWithKey = async (fixture, key) => {
-  const response = await http2Get(fixture.url, { authorization: basic(key) });
+  const response = await http2Request(fixture.url, {
+    authorization: basic(key),
+  });
   return response.status;
 };
 
@@ -347,11 +261,6 @@ async function rotateWithCli(keyPath: string): Promise<string> {
   const result = await run(process.execPath, [CLI_PATH, "rotate", keyPath]);
   assert.equal(result.exitCode, 0, result.stderr);
   return readKey(keyPath);
-}
-
-/** Reads the key from a key file, without its trailing newline. */
-async function readKey(keyPath: string): Promise<string> {
-  return (await readFile(keyPath, "latin1")).trim();
 }
 
 /**
@@ -482,7 +391,7 @@ describe("node:http2", () => {
   test("401 carries the challenge", async (t) => {
     const fixture = await setUp(t, { server: "http2" });
 
-    const response = await http2Get(fixture.url, {});
+    const response = await http2Request(fixture.url, {});
 
     assert.equal(response.status, 401);
     assert.equal(response.headers["www-authenticate"], CHALLENGE);

@@ -1,16 +1,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  createKeyAuth,
-  generateKey,
-  writeKeyFile,
-  type KeyAuthOptions,
-} from "../src/index.js";
-import { makeTempDir, startGuardedServer } from "./helpers.js";
+import { generateKey } from "../src/index.js";
+import { readKey, startFixture } from "./helpers.js";
 
 const CLI_PATH = fileURLToPath(new URL("../src/cli.js", import.meta.url));
 
@@ -23,41 +16,6 @@ const curlMissing = ((): string | undefined => {
     return "curl is not installed; install it to run these tests";
   }
 })();
-
-/** A guarded server on 127.0.0.1 and its key file. */
-interface CurlFixture {
-  url: string;
-  keyPath: string;
-  key: string;
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-/** Writes a new key file in a temporary folder and guards a server with it. */
-async function startCurlFixture(
-  options: Omit<KeyAuthOptions, "keyPath"> = {},
-): Promise<CurlFixture> {
-  const directory = await makeTempDir();
-  const keyPath = join(directory.path, "api.key");
-  const key = generateKey();
-  await writeKeyFile(keyPath, key);
-  const auth = await createKeyAuth({ keyPath, ...options }).catch(
-    async (error: unknown) => {
-      await directory[Symbol.asyncDispose]();
-      throw error;
-    },
-  );
-  const server = await startGuardedServer(auth);
-  return {
-    url: server.url,
-    keyPath,
-    key,
-    async [Symbol.asyncDispose]() {
-      await server.close();
-      await auth.close();
-      await directory[Symbol.asyncDispose]();
-    },
-  };
-}
 
 /** Status and body of the last curl in a script. */
 interface CurlResult {
@@ -120,7 +78,7 @@ describe("curl", { skip: curlMissing }, () => {
 
   for (const { name, script } of passing) {
     test(`accepts ${name}`, async () => {
-      await using fixture = await startCurlFixture();
+      await using fixture = await startFixture();
 
       const result = await runCurl(script, {
         URL: fixture.url,
@@ -133,7 +91,7 @@ describe("curl", { skip: curlMissing }, () => {
   }
 
   test("rejects wrong key", async () => {
-    await using fixture = await startCurlFixture();
+    await using fixture = await startFixture();
 
     const result = await runCurl('curl --user "$WRONG:" "$URL"', {
       URL: fixture.url,
@@ -148,7 +106,7 @@ describe("curl", { skip: curlMissing }, () => {
   });
 
   test("rejects no credentials", async () => {
-    await using fixture = await startCurlFixture();
+    await using fixture = await startFixture();
 
     const result = await runCurl('curl "$URL"', { URL: fixture.url });
 
@@ -162,7 +120,7 @@ describe("curl", { skip: curlMissing }, () => {
 
   for (const { schemes, status } of bearerCases) {
     test(`Bearer gets ${status} with ${schemes.join("+")}`, async () => {
-      await using fixture = await startCurlFixture({ schemes });
+      await using fixture = await startFixture({ schemes });
 
       const result = await runCurl(
         'curl -H "Authorization: Bearer $(cat "$KEYFILE")" "$URL"',
@@ -174,7 +132,7 @@ describe("curl", { skip: curlMissing }, () => {
   }
 
   test("accepts key right after CLI rotate", async () => {
-    await using fixture = await startCurlFixture();
+    await using fixture = await startFixture();
     let oldKey = fixture.key;
 
     // Each round runs the command line, then curl with the file it wrote,
@@ -185,7 +143,7 @@ describe("curl", { skip: curlMissing }, () => {
           'curl --user "$(cat "$KEYFILE"):" "$URL"',
         { URL: fixture.url, KEYFILE: fixture.keyPath },
       );
-      const newKey = (await readFile(fixture.keyPath, "latin1")).trim();
+      const newKey = await readKey(fixture.keyPath);
       const stale = await runCurl('curl --user "$OLD:" "$URL"', {
         URL: fixture.url,
         OLD: oldKey,

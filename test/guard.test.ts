@@ -2,9 +2,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { chmod, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { chmod, readFile, rename, writeFile } from "node:fs/promises";
 import {
   copyFileSync,
   existsSync,
@@ -26,75 +25,23 @@ import {
   type RotateEvent,
 } from "../src/index.js";
 import {
+  assertDuplicateResponse,
+  assertUnauthorizedResponse,
   basic,
+  fingerprintOf,
   makeTempDir,
+  modeOf,
+  readKey,
   request,
+  startFixture,
   startGuardedServer,
-  waitForEvent,
+  startServer,
   type SimpleResponse,
 } from "./helpers.js";
-
-const UNAUTHORIZED_HEADERS = {
-  "content-type": "text/plain; charset=utf-8",
-  "cache-control": "no-store",
-};
-
-/** A guard on a fresh key file in a temporary folder, behind a real server. */
-interface Fixture {
-  directory: string;
-  keyPath: string;
-  key: string;
-  auth: KeyAuth;
-  url: string;
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-/**
- * Writes a new key to `fileName` in a new temporary folder, creates a guard
- * for it with `options` and starts a guarded server on 127.0.0.1.
- */
-async function startFixture(
-  options: Omit<KeyAuthOptions, "keyPath"> = {},
-  fileName = "api.key",
-): Promise<Fixture> {
-  const directory = await makeTempDir();
-  const keyPath = `${directory.path}/${fileName}`;
-  const key = generateKey();
-  await writeKeyFile(keyPath, key);
-  const auth = await createKeyAuth({ keyPath, ...options }).catch(
-    async (error: unknown) => {
-      await directory[Symbol.asyncDispose]();
-      throw error;
-    },
-  );
-  const server = await startGuardedServer(auth);
-  return {
-    directory: directory.path,
-    keyPath,
-    key,
-    auth,
-    url: server.url,
-    async [Symbol.asyncDispose]() {
-      await server.close();
-      await auth.close();
-      await directory[Symbol.asyncDispose]();
-    },
-  };
-}
 
 /** Sends a GET request with `authorization` as its only `Authorization` field. */
 function get(url: string, authorization: string): Promise<SimpleResponse> {
   return request(url, { headers: { authorization } });
-}
-
-/** Computes the fingerprint the guard reports: 8 hex digits of SHA-256. */
-function fingerprintOf(key: string): string {
-  return createHash("sha256").update(key).digest("hex").slice(0, 8);
-}
-
-/** Reads the key stored in a key file. */
-async function readKey(keyPath: string): Promise<string> {
-  return (await readFile(keyPath, "latin1")).trim();
 }
 
 /** Collects every `'rotate'` event of `auth`. */
@@ -117,33 +64,6 @@ async function waitUntil(
     }
     await sleep(5);
   }
-}
-
-/** A plain server on 127.0.0.1 that `await using` closes. */
-interface TestServer {
-  url: string;
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-/** Starts a server on 127.0.0.1 and a random port with `handler`. */
-async function startServer(handler: http.RequestListener): Promise<TestServer> {
-  const server = http.createServer(handler);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/`,
-    async [Symbol.asyncDispose]() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** Starts a server like `startGuardedServer` that `await using` closes. */
-async function serveGuard(auth: KeyAuth): Promise<TestServer> {
-  const server = await startGuardedServer(auth);
-  return { url: server.url, [Symbol.asyncDispose]: () => server.close() };
 }
 
 /** A request that a `ParkingServer` holds until the test responds to it. */
@@ -208,27 +128,17 @@ function bytesRead(): number {
 
 describe("401 response", () => {
   test("sends challenge, headers and body", async () => {
-    await using fixture = await startFixture({ realm: "Files" }, "./api.key");
+    await using fixture = await startFixture(
+      { realm: "Files" },
+      { fileName: "./api.key" },
+    );
 
     const response = await get(fixture.url, basic(generateKey()));
 
-    assert.equal(response.status, 401);
-    assert.equal(
-      response.headers["www-authenticate"],
-      'Basic realm="Files", charset="UTF-8"',
-    );
-    assert.equal(
-      response.headers["content-type"],
-      UNAUTHORIZED_HEADERS["content-type"],
-    );
-    assert.equal(
-      response.headers["cache-control"],
-      UNAUTHORIZED_HEADERS["cache-control"],
-    );
-    assert.equal(
-      response.body,
-      `You must pass the API key from "${fixture.directory}/./api.key" as the username\n`,
-    );
+    assertUnauthorizedResponse(response, {
+      challenge: 'Basic realm="Files", charset="UTF-8"',
+      keyPath: `${fixture.directory}/./api.key`,
+    });
   });
 
   test("escapes quote and backslash in realm", async () => {
@@ -311,19 +221,10 @@ describe("401 response", () => {
           headers: failure.headers(fixture.key),
         });
 
-        assert.equal(response.status, 401);
-        assert.equal(
-          response.headers["www-authenticate"],
-          'Basic realm="API", charset="UTF-8"',
-        );
-        assert.equal(
-          response.headers["content-type"],
-          UNAUTHORIZED_HEADERS["content-type"],
-        );
-        assert.equal(
-          response.body,
-          `You must pass the API key from "${fixture.keyPath}" as the username\n`,
-        );
+        assertUnauthorizedResponse(response, {
+          challenge: 'Basic realm="API", charset="UTF-8"',
+          keyPath: fixture.keyPath,
+        });
       });
     }
   });
@@ -372,16 +273,7 @@ describe("duplicate Authorization", () => {
         headers: order.fields(fixture.key),
       });
 
-      assert.equal(response.status, 400);
-      assert.equal(response.headers["www-authenticate"], undefined);
-      assert.equal(
-        response.headers["content-type"],
-        "text/plain; charset=utf-8",
-      );
-      assert.equal(
-        response.body,
-        "The request has more than one Authorization header\n",
-      );
+      assertDuplicateResponse(response);
     });
   }
 });
@@ -657,27 +549,22 @@ describe("init", () => {
     await using directory = await makeTempDir();
     const keyPath = join(directory.path, "secrets", "api.key");
     await using auth = await createKeyAuth({ keyPath });
-    await using server = await serveGuard(auth);
+    await using server = await startGuardedServer(auth);
 
     const content = await readFile(keyPath, "latin1");
     const response = await get(server.url, basic(content.trim()));
 
     assert.match(content, /^[A-Za-z0-9+/]{43}=\n$/);
-    assert.equal((await stat(keyPath)).mode & 0o777, 0o640);
+    assert.equal(await modeOf(keyPath), 0o640);
     assert.equal(response.status, 200);
   });
 
   test("'load-or-generate' loads existing file", async () => {
-    await using directory = await makeTempDir();
-    const keyPath = join(directory.path, "api.key");
-    const key = generateKey();
-    await writeKeyFile(keyPath, key);
-    await using auth = await createKeyAuth({ keyPath });
-    await using server = await serveGuard(auth);
+    await using fixture = await startFixture();
 
-    const response = await get(server.url, basic(key));
+    const response = await get(fixture.url, basic(fixture.key));
 
-    assert.equal(await readKey(keyPath), key);
+    assert.equal(await readKey(fixture.keyPath), fixture.key);
     assert.equal(response.status, 200);
   });
 
@@ -690,7 +577,7 @@ describe("init", () => {
 
     for (let start = 0; start < 2; start++) {
       await using auth = await createKeyAuth({ keyPath, init: "generate" });
-      await using server = await serveGuard(auth);
+      await using server = await startGuardedServer(auth);
       const key = await readKey(keyPath);
       const current = await get(server.url, basic(key));
       const previous = await get(server.url, basic(keys.at(-1)!));
@@ -707,7 +594,7 @@ describe("init", () => {
     const keyPath = join(directory.path, "api.key");
     await writeFile(keyPath, "short\n");
     await using auth = await createKeyAuth({ keyPath, init: "generate" });
-    await using server = await serveGuard(auth);
+    await using server = await startGuardedServer(auth);
 
     const response = await get(server.url, basic(await readKey(keyPath)));
 
@@ -1126,7 +1013,7 @@ describe("close", () => {
       await writeKeyFile(keyPath, oldKey);
       const auth = await closer.open(keyPath);
       const events = collectRotations(auth);
-      await using server = await serveGuard(auth);
+      await using server = await startGuardedServer(auth);
       const newKey = generateKey();
 
       renameKeySync(keyPath, `${newKey}\n`);

@@ -2,18 +2,17 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import net from "node:net";
-import { once } from "node:events";
-import { join } from "node:path";
 import { Duplex } from "node:stream";
-import type { AddressInfo } from "node:net";
+import { generateKey, type KeyAuthOptions } from "../src/index.js";
 import {
-  createKeyAuth,
-  generateKey,
-  writeKeyFile,
-  type KeyAuth,
-  type KeyAuthOptions,
-} from "../src/index.js";
-import { basic, makeTempDir } from "./helpers.js";
+  assertDuplicateResponse,
+  assertUnauthorizedResponse,
+  basic,
+  http2Request,
+  startFixture,
+  type Fixture,
+  type Http2Response,
+} from "./helpers.js";
 
 /**
  * Header name that the client sends in place of a second `authorization`
@@ -30,62 +29,25 @@ const PLACEHOLDER = "`".repeat(13);
 const PLACEHOLDER_BYTES = Buffer.from(`\x0d${PLACEHOLDER}`, "latin1");
 const AUTHORIZATION_BYTES = Buffer.from("\x0dauthorization", "latin1");
 
-/** A guarded h2c server and the key in its key file. */
-interface Http2Fixture {
-  key: string;
-  keyPath: string;
-  port: number;
+/** A guarded h2c server that records the raw headers of each request. */
+interface Http2Fixture extends Fixture<http2.Http2Server> {
   /** `rawHeaders` of the last request the server received. */
   lastRawHeaders(): readonly string[];
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
- * Starts a cleartext HTTP/2 server on 127.0.0.1 whose handler calls
- * `auth.check` with the compatibility API objects.
+ * Starts a fixture with an h2c server and records the `rawHeaders` of each
+ * request before the guard checks it.
  */
 async function startHttp2Fixture(
   options: Omit<KeyAuthOptions, "keyPath"> = {},
 ): Promise<Http2Fixture> {
-  const directory = await makeTempDir();
-  const keyPath = join(directory.path, "api.key");
-  const key = generateKey();
-  await writeKeyFile(keyPath, key);
-  const auth: KeyAuth = await createKeyAuth({ keyPath, ...options }).catch(
-    async (error: unknown) => {
-      await directory[Symbol.asyncDispose]();
-      throw error;
-    },
-  );
-
+  const fixture = await startFixture(options, { server: "http2" });
   let rawHeaders: readonly string[] = [];
-  const sessions = new Set<http2.ServerHttp2Session>();
-  const server = http2.createServer((req, res) => {
+  fixture.server.server.prependListener("request", (req) => {
     rawHeaders = req.rawHeaders;
-    if (!auth.check(req, res)) return;
-    res.end("ok\n");
   });
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.on("close", () => sessions.delete(session));
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-
-  return {
-    key,
-    keyPath,
-    port: (server.address() as AddressInfo).port,
-    lastRawHeaders: () => rawHeaders,
-    async [Symbol.asyncDispose]() {
-      for (const session of sessions) {
-        session.destroy();
-      }
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await auth.close();
-      await directory[Symbol.asyncDispose]();
-    },
-  };
+  return { ...fixture, lastRawHeaders: () => rawHeaders };
 }
 
 /** Replaces every placeholder name in an outgoing chunk by `authorization`. */
@@ -121,18 +83,11 @@ function connectRenaming(port: number): Duplex {
   return connection;
 }
 
-/** Response of `http2Request`. */
-interface Http2Response {
-  status: number;
-  headers: http2.IncomingHttpHeaders;
-  body: string;
-}
-
 /**
  * Sends one request over a new HTTP/2 session to 127.0.0.1. Each entry of
  * `authorizations` becomes one `authorization` field, in order.
  */
-async function http2Request(
+function sendAuthorizations(
   port: number,
   authorizations: string[],
   method = "GET",
@@ -150,37 +105,20 @@ async function http2Request(
     headers[PLACEHOLDER] = others[0];
   }
 
-  const session = http2.connect(
+  return http2Request(
     `http://127.0.0.1:${port}`,
+    headers,
     others.length > 0 ? { createConnection: () => connectRenaming(port) } : {},
   );
-  // Errors also reach the stream, which rejects the request.
-  session.on("error", () => {});
-  try {
-    const stream = session.request(headers);
-    const [responseHeaders] = (await once(stream, "response")) as [
-      http2.IncomingHttpHeaders,
-    ];
-    stream.setEncoding("utf8");
-    let body = "";
-    for await (const chunk of stream) {
-      body += chunk as string;
-    }
-    return {
-      status: Number(responseHeaders[":status"]),
-      headers: responseHeaders,
-      body,
-    };
-  } finally {
-    session.close();
-  }
 }
 
 describe("http2 guard", () => {
   test("accepts valid key", async () => {
     await using fixture = await startHttp2Fixture();
 
-    const response = await http2Request(fixture.port, [basic(fixture.key)]);
+    const response = await sendAuthorizations(fixture.server.port, [
+      basic(fixture.key),
+    ]);
 
     assert.equal(response.status, 200);
     assert.equal(response.body, "ok\n");
@@ -195,30 +133,23 @@ describe("http2 guard", () => {
     test(`sends 401 for ${name}`, async () => {
       await using fixture = await startHttp2Fixture({ realm: 'h2 "api"' });
 
-      const response = await http2Request(fixture.port, authorizations());
+      const response = await sendAuthorizations(
+        fixture.server.port,
+        authorizations(),
+      );
 
-      assert.equal(response.status, 401);
-      assert.equal(
-        response.headers["www-authenticate"],
-        'Basic realm="h2 \\"api\\"", charset="UTF-8"',
-      );
-      assert.equal(
-        response.headers["content-type"],
-        "text/plain; charset=utf-8",
-      );
-      assert.equal(response.headers["cache-control"], "no-store");
-      assert.equal(
-        response.body,
-        `You must pass the API key from "${fixture.keyPath}" as the username\n`,
-      );
+      assertUnauthorizedResponse(response, {
+        challenge: 'Basic realm="h2 \\"api\\"", charset="UTF-8"',
+        keyPath: fixture.keyPath,
+      });
     });
   }
 
   test("sends HEAD 401 without body", async () => {
     await using fixture = await startHttp2Fixture();
 
-    const response = await http2Request(
-      fixture.port,
+    const response = await sendAuthorizations(
+      fixture.server.port,
       [basic(generateKey())],
       "HEAD",
     );
@@ -236,7 +167,7 @@ describe("http2 guard", () => {
       schemes: ["basic", "bearer"],
     });
 
-    const response = await http2Request(fixture.port, [
+    const response = await sendAuthorizations(fixture.server.port, [
       `Bearer ${fixture.key}`,
     ]);
 
@@ -254,23 +185,14 @@ describe("http2 guard", () => {
       const fields = [basic(generateKey())];
       fields.splice(valid, 0, basic(fixture.key));
 
-      const response = await http2Request(fixture.port, fields);
+      const response = await sendAuthorizations(fixture.server.port, fields);
       const raw = fixture.lastRawHeaders();
       const received = raw.filter(
         (_, index) => index % 2 === 1 && raw[index - 1] === "authorization",
       );
 
       assert.deepEqual(received, fields, "fields the server received");
-      assert.equal(response.status, 400);
-      assert.equal(response.headers["www-authenticate"], undefined);
-      assert.equal(
-        response.headers["content-type"],
-        "text/plain; charset=utf-8",
-      );
-      assert.equal(
-        response.body,
-        "The request has more than one Authorization header\n",
-      );
+      assertDuplicateResponse(response);
     });
   }
 });

@@ -23,7 +23,7 @@ import {
   readKeyFileSync,
   writeKeyFile,
 } from "../src/key-file.js";
-import { makeTempDir } from "./helpers.js";
+import { makeTempDir, modeOf, otherGroup } from "./helpers.js";
 
 const KEY = "Zx8rT2kLm9Qp4Wv7Yb3Nc6Hd1Jf5Gs0A";
 const OTHER_KEY = "Ua4Ie8Oo2Kk6Rr0Tt9Yy3Pp7Ss1Dd5Ff";
@@ -36,22 +36,6 @@ async function withUmask<T>(mask: number, action: () => Promise<T>) {
   } finally {
     process.umask(previous);
   }
-}
-
-/** Returns the permission bits of the file or directory at `path`. */
-async function modeOf(path: string): Promise<number> {
-  return (await stat(path)).mode & 0o777;
-}
-
-/**
- * Returns a group other than the file's current one that this process may
- * give a file, or `undefined` when there is none.
- */
-function otherGroup(currentGid: number): number | undefined {
-  if (process.getuid?.() === 0) {
-    return currentGid === 65534 ? 65533 : 65534;
-  }
-  return process.getgroups?.().find((gid) => gid !== currentGid);
 }
 
 describe("writeKeyFile content", () => {

@@ -2,22 +2,14 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { createKeyAuth, type KeyAuthOptions } from "../src/index.js";
 import {
-  createKeyAuth,
-  generateKey,
-  writeKeyFile,
-  type KeyAuth,
-  type KeyAuthOptions,
-} from "../src/index.js";
-import { basic, makeTempDir, request, startGuardedServer } from "./helpers.js";
-
-/** Starts a guarded server like `startGuardedServer` that `await using` closes. */
-async function serve(
-  auth: KeyAuth,
-): Promise<{ url: string; [Symbol.asyncDispose](): Promise<void> }> {
-  const server = await startGuardedServer(auth);
-  return { url: server.url, [Symbol.asyncDispose]: () => server.close() };
-}
+  basic,
+  makeTempDir,
+  request,
+  startFixture,
+  startGuardedServer,
+} from "./helpers.js";
 
 /** Options as a caller without type checks could pass them. */
 type LooseOptions = Record<string, unknown>;
@@ -244,7 +236,7 @@ describe("valid options", () => {
         keyPath: join(directory.path, "api.key"),
         realm,
       });
-      await using server = await serve(auth);
+      await using server = await startGuardedServer(auth);
 
       const response = await request(server.url);
 
@@ -262,7 +254,7 @@ describe("defaults", () => {
     await using auth = await createKeyAuth({
       keyPath: join(directory.path, "api.key"),
     });
-    await using server = await serve(auth);
+    await using server = await startGuardedServer(auth);
 
     const response = await request(server.url);
 
@@ -282,18 +274,13 @@ describe("defaults", () => {
   });
 
   test("schemes reject Bearer", async () => {
-    await using directory = await makeTempDir();
-    const keyPath = join(directory.path, "api.key");
-    const key = generateKey();
-    await writeKeyFile(keyPath, key);
-    await using auth = await createKeyAuth({ keyPath });
-    await using server = await serve(auth);
+    await using fixture = await startFixture();
 
-    const bearer = await request(server.url, {
-      headers: { authorization: `Bearer ${key}` },
+    const bearer = await request(fixture.url, {
+      headers: { authorization: `Bearer ${fixture.key}` },
     });
-    const basicResponse = await request(server.url, {
-      headers: { authorization: basic(key) },
+    const basicResponse = await request(fixture.url, {
+      headers: { authorization: basic(fixture.key) },
     });
 
     assert.equal(bearer.status, 401);
@@ -301,16 +288,11 @@ describe("defaults", () => {
   });
 
   test("graceMs drops the replaced key", async () => {
-    await using directory = await makeTempDir();
-    const keyPath = join(directory.path, "api.key");
-    const key = generateKey();
-    await writeKeyFile(keyPath, key);
-    await using auth = await createKeyAuth({ keyPath, watch: false });
-    await using server = await serve(auth);
+    await using fixture = await startFixture({ watch: false });
 
-    await auth.rotate();
-    const response = await request(server.url, {
-      headers: { authorization: basic(key) },
+    await fixture.auth.rotate();
+    const response = await request(fixture.url, {
+      headers: { authorization: basic(fixture.key) },
     });
 
     assert.equal(response.status, 401);

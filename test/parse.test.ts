@@ -1,21 +1,12 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { createKeyAuth, type KeyAuth } from "../src/index.js";
 import {
   MAX_AUTHORIZATION_LENGTH,
   findAuthorization,
   parseAuthorization,
   type AuthorizationField,
 } from "../src/header.js";
-import { writeKeyFile } from "../src/key-file.js";
-import {
-  basic,
-  makeTempDir,
-  request,
-  startGuardedServer,
-  type GuardedServer,
-} from "./helpers.js";
+import { basic, request, startFixture, type Fixture } from "./helpers.js";
 
 // 42 characters, so `KEY:` needs `==` padding and `KEY:x` needs `=`. The
 // leading `~~~` encodes to `fn5+`, so the Basic token contains a `+`. Every
@@ -302,37 +293,31 @@ describe("parseAuthorization", () => {
 });
 
 describe("guarded server with header", () => {
-  let directory: Awaited<ReturnType<typeof makeTempDir>>;
-  let basicAuth: KeyAuth;
-  let bearerAuth: KeyAuth;
-  let basicServer: GuardedServer;
-  let bearerServer: GuardedServer;
+  let basicFixture: Fixture;
+  let bearerFixture: Fixture;
   // Decisions of isAuthenticated, by the value of the `x-case` header.
   const basicDecisions = new Map<string, boolean>();
   const bearerDecisions = new Map<string, boolean>();
 
   before(async () => {
-    directory = await makeTempDir();
-    const keyPath = join(directory.path, "api.key");
-    await writeKeyFile(keyPath, KEY);
+    basicFixture = await startFixture(
+      { init: "load", watch: false },
+      { key: KEY },
+    );
+    bearerFixture = await startFixture(
+      { init: "load", watch: false, schemes: ["basic", "bearer"] },
+      { key: KEY },
+    );
 
-    basicAuth = await createKeyAuth({ keyPath, init: "load", watch: false });
-    bearerAuth = await createKeyAuth({
-      keyPath,
-      init: "load",
-      watch: false,
-      schemes: ["basic", "bearer"],
-    });
-    basicServer = await startGuardedServer(basicAuth);
-    bearerServer = await startGuardedServer(bearerAuth);
-
-    basicServer.server.prependListener("request", (req) => {
+    const basicAuth = basicFixture.auth;
+    const bearerAuth = bearerFixture.auth;
+    basicFixture.server.server.prependListener("request", (req) => {
       basicDecisions.set(
         String(req.headers["x-case"]),
         basicAuth.isAuthenticated(req),
       );
     });
-    bearerServer.server.prependListener("request", (req) => {
+    bearerFixture.server.server.prependListener("request", (req) => {
       bearerDecisions.set(
         String(req.headers["x-case"]),
         bearerAuth.isAuthenticated(req),
@@ -341,18 +326,15 @@ describe("guarded server with header", () => {
   });
 
   after(async () => {
-    await basicServer?.close();
-    await bearerServer?.close();
-    await basicAuth?.close();
-    await bearerAuth?.close();
-    await directory?.[Symbol.asyncDispose]();
+    await basicFixture?.[Symbol.asyncDispose]();
+    await bearerFixture?.[Symbol.asyncDispose]();
   });
 
   for (const [index, header] of CASES.entries()) {
     it(header.name, async () => {
       const headers = { "X-Case": String(index), Authorization: header.value };
-      const basicResponse = await request(basicServer.url, { headers });
-      const bearerResponse = await request(bearerServer.url, { headers });
+      const basicResponse = await request(basicFixture.url, { headers });
+      const bearerResponse = await request(bearerFixture.url, { headers });
 
       const basicAccepted = header.basicOnly === KEY;
       const bearerAccepted = expectedWithBearer(header) === KEY;
@@ -364,7 +346,7 @@ describe("guarded server with header", () => {
   }
 
   it("no Authorization header", async () => {
-    const response = await request(basicServer.url);
+    const response = await request(basicFixture.url);
 
     assert.equal(response.status, 401);
   });

@@ -3,16 +3,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { join } from "node:path";
-import { createKeyAuth, generateKey, type KeyAuth } from "../src/index.js";
-import { writeKeyFile } from "../src/key-file.js";
-import {
-  basic,
-  makeTempDir,
-  request,
-  startGuardedServer,
-  type GuardedServer,
-} from "./helpers.js";
+import { generateKey } from "../src/index.js";
+import { basic, request, startFixture, type Fixture } from "./helpers.js";
 
 /** One response read back from a raw socket. */
 interface RawResponse {
@@ -138,22 +130,14 @@ describe("raw socket requests", () => {
   const key = generateKey();
   const valid = basic(key);
   const wrong = basic(generateKey());
-  let directory: Awaited<ReturnType<typeof makeTempDir>>;
-  let auth: KeyAuth;
-  let guarded: GuardedServer;
+  let fixture: Fixture;
 
   before(async () => {
-    directory = await makeTempDir();
-    const keyPath = join(directory.path, "api.key");
-    await writeKeyFile(keyPath, key);
-    auth = await createKeyAuth({ keyPath, init: "load" });
-    guarded = await startGuardedServer(auth);
+    fixture = await startFixture({ init: "load" }, { key });
   });
 
   after(async () => {
-    await guarded.close();
-    await auth.close();
-    await directory[Symbol.asyncDispose]();
+    await fixture[Symbol.asyncDispose]();
   });
 
   // Node's HTTP parser rejects some bytes itself with 400 or 431 and closes
@@ -318,7 +302,9 @@ describe("raw socket requests", () => {
 
   for (const { name, lines, status, answeredBy } of cases) {
     it(`${name} gets ${status}`, async () => {
-      const { responses } = await exchange(guarded.port, [rawRequest(lines)]);
+      const { responses } = await exchange(fixture.server.port, [
+        rawRequest(lines),
+      ]);
       const response = responses[0];
 
       assert.equal(responses.length, 1, "one response");
@@ -342,7 +328,9 @@ describe("raw socket requests", () => {
 
   it("duplicate lines get the plain text 400", async () => {
     const lines = [`Authorization: ${valid}`, `Authorization: ${valid}`];
-    const { responses } = await exchange(guarded.port, [rawRequest(lines)]);
+    const { responses } = await exchange(fixture.server.port, [
+      rawRequest(lines),
+    ]);
     const response = responses[0]!;
 
     assert.equal(response.headers.get("www-authenticate"), undefined);
@@ -383,7 +371,11 @@ describe("raw socket requests", () => {
       rawRequest(lines, { method, close: index === requests.length - 1 }),
     );
 
-    const { responses, rest } = await exchange(guarded.port, raw, methods);
+    const { responses, rest } = await exchange(
+      fixture.server.port,
+      raw,
+      methods,
+    );
 
     assert.deepEqual(
       responses.map(({ status }) => status),
@@ -397,11 +389,11 @@ describe("raw socket requests", () => {
   });
 
   it("server still responds afterwards", async () => {
-    const response = await request(guarded.url, {
+    const response = await request(fixture.url, {
       headers: { Authorization: valid },
     });
 
-    assert.equal(guarded.server.listening, true);
+    assert.equal(fixture.server.server.listening, true);
     assert.equal(response.status, 200);
   });
 });

@@ -6,10 +6,9 @@ import { watch } from "node:fs";
 import { chmod } from "node:fs/promises";
 import { setImmediate, setTimeout as sleep } from "node:timers/promises";
 import { generateKey, type RotateEvent } from "../src/index.js";
-import { waitForEvent } from "./helpers.js";
+import { fingerprintOf, waitForEvent } from "./helpers.js";
 import {
   EVENT_TIMEOUT_MS,
-  fingerprintOf,
   plainLayout,
   sh,
   startWatchedGuard,

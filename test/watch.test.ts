@@ -9,10 +9,9 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { generateKey, type RotateEvent } from "../src/index.js";
-import { waitForEvent } from "./helpers.js";
+import { fingerprintOf, waitForEvent } from "./helpers.js";
 import {
   EVENT_TIMEOUT_MS,
-  fingerprintOf,
   sh,
   startWatchedGuard,
   statusFor,
