@@ -16,7 +16,6 @@ export type AuthorizationField =
 //
 // The token must be canonical base64 with padding (RFC 4648, sections 3.5 and
 // 4), which `isCanonicalBase64` checks.
-const BASIC_SCHEME = /^basic +/i;
 
 // RFC 6750, section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
@@ -60,9 +59,9 @@ export function parseAuthorization(
     return undefined;
   }
 
-  const basic = BASIC_SCHEME.exec(value);
-  if (basic !== null) {
-    const token = value.slice(basic[0].length);
+  const tokenStart = basicTokenStart(value);
+  if (tokenStart > 0) {
+    const token = value.slice(tokenStart);
     return isCanonicalBase64(token)
       ? userIdOf(Buffer.from(token, "base64"))
       : undefined;
@@ -76,6 +75,22 @@ export function parseAuthorization(
   }
 
   return undefined;
+}
+
+/**
+ * Returns where the token starts when `value` starts with the Basic scheme in
+ * any case and one or more spaces, and 0 otherwise. It does the work of
+ * `/^basic +/i` in a fraction of the time.
+ */
+function basicTokenStart(value: string): number {
+  if (value.length < 6 || value.slice(0, 5).toLowerCase() !== "basic") {
+    return 0;
+  }
+  let index = 5;
+  while (value.charCodeAt(index) === 0x20) {
+    index++;
+  }
+  return index > 5 ? index : 0;
 }
 
 /** Value of each base64 character (RFC 4648, section 4), -1 for others. */

@@ -1,6 +1,5 @@
 import { EventEmitter } from "node:events";
 import { stat } from "node:fs/promises";
-import { timingSafeEqual } from "node:crypto";
 import {
   KeyAuthError,
   describeReadError,
@@ -15,7 +14,7 @@ import {
   writeKeyFile,
   type FileSignature,
 } from "./key-file.js";
-import { KeyMatcher } from "./key-matcher.js";
+import { KeyMatcher, StoredKey } from "./key-matcher.js";
 import { obtainInitialKey, readStableKeyFile } from "./initial-key.js";
 import {
   resolveOptions,
@@ -95,7 +94,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
    * Valid key that a request read from the file version in `#signature` and
    * did not adopt, because the request presented another key.
    */
-  #unadoptedKey: string | undefined;
+  #unadoptedKey: { key: string; stored: StoredKey } | undefined;
   #generation = 0;
   #rotation: Promise<void> = Promise.resolve();
   /** Key that `rotate()` is writing, until it has been adopted. */
@@ -249,11 +248,10 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
         return "rejected";
       }
 
-      const digest = digestKey(presented);
-      if (this.#matcher.matches(digest)) {
+      if (this.#matcher.matches(presented)) {
         return "accepted";
       }
-      return this.#refreshForRequest(digest) ? "accepted" : "rejected";
+      return this.#refreshForRequest(presented) ? "accepted" : "rejected";
     } catch {
       return "rejected";
     }
@@ -272,7 +270,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
    * reads the whole file (about 50 ms later). Writers that rename a complete
    * file over the key, as `rotate()` and the command line do, avoid this.
    */
-  #refreshForRequest(digest: Buffer): boolean {
+  #refreshForRequest(presented: Buffer): boolean {
     if (this.#closed || this.#options.watch === false) {
       return false;
     }
@@ -284,20 +282,22 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     }
     if (signature !== this.#signature) {
       this.#signature = signature;
-      this.#unadoptedKey = this.#readKeyForRequest(path);
+      const key = this.#readKeyForRequest(path);
+      this.#unadoptedKey =
+        key === undefined ? undefined : { key, stored: new StoredKey(key) };
     }
 
     // A key read for an earlier request with another key is still the file's
     // content, so it is compared again without reading the file.
-    const key = this.#unadoptedKey;
-    if (key === undefined || !timingSafeEqual(digestKey(key), digest)) {
+    const unadopted = this.#unadoptedKey;
+    if (unadopted === undefined || !unadopted.stored.equals(presented)) {
       return false;
     }
 
     this.#unadoptedKey = undefined;
     this.#conditions.delete("file");
     // Listeners run after the decision, so one that throws cannot fail it.
-    this.#adopt(key, "request", true);
+    this.#adopt(unadopted.key, "request", true);
     return true;
   }
 

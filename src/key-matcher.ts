@@ -1,25 +1,74 @@
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { digestKey, fingerprintKey } from "./key.js";
+import { timingSafeEqual } from "node:crypto";
+import { MAX_KEY_LENGTH, fingerprintKey } from "./key.js";
 
 /**
- * The valid keys, stored as SHA-256 digests: the current key and, for
- * `graceMs` after a rotation, the key it replaced.
- *
- * A presented key is hashed and compared with both digests by
- * `crypto.timingSafeEqual`, so the work is the same whatever the presented
- * length, the key length, or whether a grace period is running.
+ * Number of bytes compared at least. Every presented key up to this length
+ * costs the same, and a longer one costs what its own length costs.
+ */
+const MIN_COMPARED_LENGTH = 64;
+
+// One scratch buffer serves every comparison, since they all run synchronously.
+const scratch = Buffer.alloc(MAX_KEY_LENGTH);
+// Views of the common compared length, made once because a view costs about
+// as much as the comparison itself.
+const scratchMinimum = scratch.subarray(0, MIN_COMPARED_LENGTH);
+
+/**
+ * A key stored for comparison in constant time: its bytes, zero-padded to
+ * `MAX_KEY_LENGTH`, and its length.
+ */
+export class StoredKey {
+  readonly #padded = Buffer.alloc(MAX_KEY_LENGTH);
+  readonly #paddedMinimum = this.#padded.subarray(0, MIN_COMPARED_LENGTH);
+  readonly #length: number;
+
+  /** Stores `key`, or with `undefined` a stand-in that matches nothing. */
+  constructor(key: string | undefined) {
+    this.#length = key === undefined ? -1 : this.#padded.write(key, "latin1");
+  }
+
+  /**
+   * Tells whether `presented` is this key. The work depends only on the
+   * presented length: both sides are zero-padded to at least
+   * `MIN_COMPARED_LENGTH` bytes and compared by `crypto.timingSafeEqual`,
+   * and the lengths are compared apart, so neither the key nor its length
+   * can be learned from the time it takes.
+   */
+  equals(presented: Buffer): boolean {
+    const compared = Math.min(
+      Math.max(presented.length, MIN_COMPARED_LENGTH),
+      MAX_KEY_LENGTH,
+    );
+    const copied = presented.copy(scratch, 0, 0, compared);
+    scratch.fill(0, copied, compared);
+
+    const sameBytes =
+      compared === MIN_COMPARED_LENGTH
+        ? timingSafeEqual(scratchMinimum, this.#paddedMinimum)
+        : timingSafeEqual(
+            scratch.subarray(0, compared),
+            this.#padded.subarray(0, compared),
+          );
+    const sameLength = presented.length === this.#length;
+    return sameBytes && sameLength;
+  }
+}
+
+/**
+ * The valid keys: the current key and, for `graceMs` after a rotation, the
+ * key it replaced. During a grace period a presented key is compared with
+ * both, so a match on the first does not end the work early.
  */
 export class KeyMatcher {
-  #current: Buffer;
+  #current: StoredKey;
   #currentFingerprint: string;
-  #previous: Buffer;
+  #previous: StoredKey | undefined;
   #previousExpiresAt = 0;
   readonly #graceMs: number;
 
   constructor(key: string, graceMs: number) {
-    this.#current = digestKey(key);
+    this.#current = new StoredKey(key);
     this.#currentFingerprint = fingerprintKey(key);
-    this.#previous = randomBytes(32);
     this.#graceMs = graceMs;
   }
 
@@ -28,20 +77,25 @@ export class KeyMatcher {
     return this.#currentFingerprint;
   }
 
-  /** Tells whether `digest` is the digest of the current key alone. */
-  isCurrent(digest: Buffer): boolean {
-    return timingSafeEqual(digest, this.#current);
+  /** Tells whether `presented` is the current key alone. */
+  isCurrent(presented: Buffer): boolean {
+    return this.#current.equals(presented);
   }
 
-  /**
-   * Tells whether `digest` belongs to a valid key. Both comparisons always
-   * run, so a match on the first does not end the work early.
-   */
-  matches(digest: Buffer): boolean {
-    const current = timingSafeEqual(digest, this.#current);
-    const previous = timingSafeEqual(digest, this.#previous);
-    const inGrace = performance.now() < this.#previousExpiresAt;
-    return current || (previous && inGrace);
+  /** Tells whether `presented` is a valid key, current or in its grace period. */
+  matches(presented: Buffer): boolean {
+    const current = this.#current.equals(presented);
+    if (this.#previous === undefined) {
+      return current;
+    }
+
+    // Whether a grace period runs is no secret, but which key matched is.
+    const previous = this.#previous.equals(presented);
+    if (performance.now() >= this.#previousExpiresAt) {
+      this.#previous = undefined;
+      return current;
+    }
+    return current || previous;
   }
 
   /**
@@ -50,8 +104,7 @@ export class KeyMatcher {
    * when `key` is already the current key.
    */
   replace(key: string): boolean {
-    const digest = digestKey(key);
-    if (timingSafeEqual(digest, this.#current)) {
+    if (this.#current.equals(Buffer.from(key, "latin1"))) {
       return false;
     }
 
@@ -59,10 +112,10 @@ export class KeyMatcher {
       this.#previous = this.#current;
       this.#previousExpiresAt = performance.now() + this.#graceMs;
     } else {
-      this.#previous = randomBytes(32);
+      this.#previous = undefined;
       this.#previousExpiresAt = 0;
     }
-    this.#current = digest;
+    this.#current = new StoredKey(key);
     this.#currentFingerprint = fingerprintKey(key);
     return true;
   }

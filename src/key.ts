@@ -29,7 +29,7 @@ export function generateKey(): string {
   return randomBytes(32).toString("base64");
 }
 
-/** Computes the SHA-256 digest that keys are compared by. */
+/** Computes the SHA-256 digest of a key or of key file content. */
 export function digestKey(key: Buffer | string): Buffer {
   return hash("sha256", key, "buffer");
 }

@@ -7,12 +7,11 @@ import {
   MAX_KEY_FILE_SIZE,
   MAX_KEY_LENGTH,
   MIN_KEY_LENGTH,
-  digestKey,
   fingerprintKey,
   generateKey,
   parseKeyFileContent,
 } from "../src/key.js";
-import { KeyMatcher } from "../src/key-matcher.js";
+import { KeyMatcher, StoredKey } from "../src/key-matcher.js";
 
 const KEY = "Zx8rT2kLm9Qp4Wv7Yb3Nc6Hd1Jf5Gs0A";
 const OTHER_KEY = "Ua4Ie8Oo2Kk6Rr0Tt9Yy3Pp7Ss1Dd5Ff";
@@ -281,25 +280,25 @@ describe("KeyMatcher", () => {
   it("matches the current key", () => {
     const matcher = new KeyMatcher(KEY, 0);
 
-    assert.equal(matcher.matches(digestKey(KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(KEY)), true);
   });
 
   it("rejects another key", () => {
     const matcher = new KeyMatcher(KEY, 0);
 
-    assert.equal(matcher.matches(digestKey(OTHER_KEY)), false);
+    assert.equal(matcher.matches(Buffer.from(OTHER_KEY)), false);
   });
 
   it("rejects the empty key", () => {
     const matcher = new KeyMatcher(KEY, 0);
 
-    assert.equal(matcher.matches(digestKey("")), false);
+    assert.equal(matcher.matches(Buffer.from("")), false);
   });
 
   it("matches a key given as bytes", () => {
     const matcher = new KeyMatcher(KEY, 0);
 
-    assert.equal(matcher.matches(digestKey(Buffer.from(KEY))), true);
+    assert.equal(matcher.matches(Buffer.from(KEY)), true);
   });
 
   it("fingerprint follows replace", () => {
@@ -327,16 +326,16 @@ describe("KeyMatcher", () => {
     const matcher = new KeyMatcher(KEY, 0);
     matcher.replace(OTHER_KEY);
 
-    assert.equal(matcher.matches(digestKey(KEY)), false);
-    assert.equal(matcher.matches(digestKey(OTHER_KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(KEY)), false);
+    assert.equal(matcher.matches(Buffer.from(OTHER_KEY)), true);
   });
 
   it("old key valid within grace", () => {
     const matcher = new KeyMatcher(KEY, 60_000);
     matcher.replace(OTHER_KEY);
 
-    assert.equal(matcher.matches(digestKey(KEY)), true);
-    assert.equal(matcher.matches(digestKey(OTHER_KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(OTHER_KEY)), true);
   });
 
   it("old key rejected after grace", async () => {
@@ -344,16 +343,16 @@ describe("KeyMatcher", () => {
     matcher.replace(OTHER_KEY);
     await delay(250);
 
-    assert.equal(matcher.matches(digestKey(KEY)), false);
-    assert.equal(matcher.matches(digestKey(OTHER_KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(KEY)), false);
+    assert.equal(matcher.matches(Buffer.from(OTHER_KEY)), true);
   });
 
   it("old key is not current in grace", () => {
     const matcher = new KeyMatcher(KEY, 60_000);
     matcher.replace(OTHER_KEY);
 
-    assert.equal(matcher.isCurrent(digestKey(KEY)), false);
-    assert.equal(matcher.isCurrent(digestKey(OTHER_KEY)), true);
+    assert.equal(matcher.isCurrent(Buffer.from(KEY)), false);
+    assert.equal(matcher.isCurrent(Buffer.from(OTHER_KEY)), true);
   });
 
   it("two rotations keep only the last replaced key", () => {
@@ -361,9 +360,9 @@ describe("KeyMatcher", () => {
     matcher.replace(OTHER_KEY);
     matcher.replace(THIRD_KEY);
 
-    assert.equal(matcher.matches(digestKey(KEY)), false);
-    assert.equal(matcher.matches(digestKey(OTHER_KEY)), true);
-    assert.equal(matcher.matches(digestKey(THIRD_KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(KEY)), false);
+    assert.equal(matcher.matches(Buffer.from(OTHER_KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(THIRD_KEY)), true);
   });
 
   it("second rotation restarts grace", async () => {
@@ -374,7 +373,7 @@ describe("KeyMatcher", () => {
 
     // Grace counted from the first rotation would have ended 200 ms ago.
     await delay(1000);
-    assert.equal(matcher.matches(digestKey(OTHER_KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(OTHER_KEY)), true);
   });
 
   it("same key again keeps the grace period", () => {
@@ -382,7 +381,7 @@ describe("KeyMatcher", () => {
     matcher.replace(OTHER_KEY);
     matcher.replace(OTHER_KEY);
 
-    assert.equal(matcher.matches(digestKey(KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(KEY)), true);
   });
 
   it("returning to a replaced key", () => {
@@ -390,7 +389,56 @@ describe("KeyMatcher", () => {
     matcher.replace(OTHER_KEY);
 
     assert.equal(matcher.replace(KEY), true);
-    assert.equal(matcher.matches(digestKey(KEY)), true);
-    assert.equal(matcher.matches(digestKey(OTHER_KEY)), false);
+    assert.equal(matcher.matches(Buffer.from(KEY)), true);
+    assert.equal(matcher.matches(Buffer.from(OTHER_KEY)), false);
+  });
+});
+
+describe("StoredKey.equals", () => {
+  const stored = new StoredKey(KEY);
+  const cases: Array<{ name: string; presented: Buffer; expected: boolean }> = [
+    { name: "same key", presented: Buffer.from(KEY), expected: true },
+    { name: "other key", presented: Buffer.from(OTHER_KEY), expected: false },
+    { name: "empty", presented: Buffer.alloc(0), expected: false },
+    {
+      name: "prefix",
+      presented: Buffer.from(KEY.slice(0, -1)),
+      expected: false,
+    },
+    {
+      name: "key and NUL",
+      presented: Buffer.from(`${KEY}\0`),
+      expected: false,
+    },
+    {
+      name: "key and more",
+      presented: Buffer.from(`${KEY}x`),
+      expected: false,
+    },
+    {
+      name: "longer than maximum",
+      presented: Buffer.alloc(MAX_KEY_LENGTH + 10, KEY),
+      expected: false,
+    },
+  ];
+  for (const { name, presented, expected } of cases) {
+    it(name, () => {
+      assert.equal(stored.equals(presented), expected);
+    });
+  }
+
+  it("matches longest key", () => {
+    const longest = "k".repeat(MAX_KEY_LENGTH);
+    assert.equal(new StoredKey(longest).equals(Buffer.from(longest)), true);
+    assert.equal(
+      new StoredKey(longest).equals(Buffer.from(longest.slice(1))),
+      false,
+    );
+  });
+
+  it("stand-in matches nothing", () => {
+    const absent = new StoredKey(undefined);
+    assert.equal(absent.equals(Buffer.alloc(0)), false);
+    assert.equal(absent.equals(Buffer.from(KEY)), false);
   });
 });
