@@ -307,8 +307,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     try {
       content = readKeyFileSync(path);
     } catch (error) {
-      const message = describeReadError(path, error);
-      this.#report("file", "KEY_FILE_UNREADABLE", message, message);
+      this.#reportUnreadable(error);
       return undefined;
     }
 
@@ -340,8 +339,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     try {
       read = await readStableKeyFile(path);
     } catch (error) {
-      const message = `${describeReadError(path, error)}; the last valid key stays in use`;
-      this.#report("file", "KEY_FILE_UNREADABLE", message, message);
+      this.#reportUnreadable(error);
       return true;
     }
     if (read === undefined || this.#closed) {
@@ -401,6 +399,12 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     } else {
       this.#report("permissions", "KEY_FILE_PERMISSIONS", message, message);
     }
+  }
+
+  #reportUnreadable(error: unknown): void {
+    const problem = describeReadError(this.#options.keyPath, error);
+    const message = `${problem}; the last valid key stays in use`;
+    this.#report("file", "KEY_FILE_UNREADABLE", message, problem);
   }
 
   #reportInvalid(content: Buffer, problem: string): void {

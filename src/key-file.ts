@@ -195,21 +195,37 @@ export async function writeKeyFile(
 }
 
 async function createDirectory(directory: string): Promise<void> {
-  const first = await mkdir(directory, { recursive: true, mode: 0o700 });
-  if (first === undefined) {
-    return;
+  // The missing directories are found and created one at a time, because
+  // mkdir with `recursive` spins forever on some paths, such as under /proc
+  // on Node.js 20.
+  const missing: string[] = [];
+  for (let current = directory; ; current = dirname(current)) {
+    try {
+      await stat(current);
+      break;
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") {
+        throw error;
+      }
+    }
+    missing.push(current);
+    if (dirname(current) === current) {
+      break;
+    }
   }
 
-  // mkdir applies the umask, so each directory it created gets its mode here,
-  // from the first one created down to the key file's directory.
-  let created = directory;
-  const createdDirectories = [created];
-  while (created !== first) {
-    created = dirname(created);
-    createdDirectories.push(created);
-  }
-  for (const createdDirectory of createdDirectories.reverse()) {
-    await chmod(createdDirectory, KEY_DIRECTORY_MODE);
+  for (const created of missing.reverse()) {
+    try {
+      await mkdir(created, { mode: 0o700 });
+    } catch (error) {
+      // Another process created it meanwhile, so its mode is not ours to set.
+      if (errnoCode(error) === "EEXIST") {
+        continue;
+      }
+      throw error;
+    }
+    // mkdir applies the umask, so the mode is set again.
+    await chmod(created, KEY_DIRECTORY_MODE);
   }
 }
 

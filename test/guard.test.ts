@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { execFile } from "node:child_process";
 import { once } from "node:events";
-import { chmod, readFile, rename, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  mkdir,
+  readFile,
+  rename,
+  rm,
+  writeFile,
+} from "node:fs/promises";
 import {
   copyFileSync,
   existsSync,
@@ -969,6 +976,29 @@ describe("warnings", () => {
     assert.equal(warnings[0]!.code, "KEY_FILE_INVALID");
     assert.equal(warnings[1]!.code, "KEY_FILE_INVALID");
     assert.ok(warnings[0]!.message.includes(`"${fixture.keyPath}"`));
+    assert.equal(oldKey.status, 200);
+  });
+
+  test("reports an unreadable file once", async () => {
+    await using fixture = await startFixture({ pollIntervalMs: 0 });
+    const warnings: KeyAuthError[] = [];
+    fixture.auth.on("warning", (warning) => warnings.push(warning));
+
+    // The watcher and the failed requests both find a directory at the path,
+    // and must report it as one condition.
+    await rm(fixture.keyPath);
+    await mkdir(fixture.keyPath);
+    await waitUntil(() => warnings.length >= 1, "a warning");
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const response = await get(fixture.url, basic(generateKey()));
+      assert.equal(response.status, 401);
+    }
+    await sleep(300);
+    const oldKey = await get(fixture.url, basic(fixture.key));
+
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0]!.code, "KEY_FILE_UNREADABLE");
+    assert.match(warnings[0]!.message, /is a directory/);
     assert.equal(oldKey.status, 200);
   });
 });

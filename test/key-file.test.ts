@@ -572,3 +572,37 @@ describe("describeLoosePermissions", () => {
     });
   }
 });
+
+describe("writeKeyFile unusable parent", () => {
+  it("fails under a regular file", async () => {
+    await using directory = await makeTempDir();
+    const file = join(directory.path, "file");
+    await writeFile(file, "x");
+
+    await assert.rejects(writeKeyFile(join(file, "sub", "api.key"), KEY), {
+      code: "ENOTDIR",
+    });
+  });
+
+  it("fails under /proc without hanging", async (t: TestContext) => {
+    // mkdir with `recursive` never returns for such a path on Node.js 20, so
+    // a regression shows as the test runner's timeout.
+    try {
+      await stat("/proc/self");
+    } catch {
+      t.skip("no /proc on this system");
+      return;
+    }
+
+    const path = "/proc/keyfile-auth-missing/sub/api.key";
+    const outcome = await Promise.race([
+      writeKeyFile(path, KEY).then(
+        () => "written",
+        (error: NodeJS.ErrnoException) => error.code,
+      ),
+      new Promise((resolve) => setTimeout(resolve, 5000, "timed out")),
+    ]);
+    assert.notEqual(outcome, "timed out");
+    assert.notEqual(outcome, "written");
+  });
+});
