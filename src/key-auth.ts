@@ -1,10 +1,6 @@
 import { EventEmitter } from "node:events";
 import { stat } from "node:fs/promises";
-import {
-  KeyAuthError,
-  describeReadError,
-  type KeyAuthErrorCode,
-} from "./errors.js";
+import { KeyAuthError, describeReadError } from "./errors.js";
 import { findAuthorization, parseAuthorization } from "./header.js";
 import { digestKey, generateKey, parseKeyFileContent } from "./key.js";
 import {
@@ -29,6 +25,7 @@ import {
   type Response,
 } from "./response.js";
 import { KeyFileWatcher, type CheckReason } from "./watcher.js";
+import { WarningReporter } from "./warnings.js";
 
 /** What made the guard take a new key. */
 export type RotateReason = "watch" | "poll" | "request" | "rotate";
@@ -46,13 +43,7 @@ export interface KeyAuthEvents {
   warning: [error: KeyAuthError];
 }
 
-/** Distinct conditions remembered per slot to report each only once. */
-const MAX_REPORTED_CONDITIONS = 100;
-
 type Decision = "accepted" | "rejected" | "duplicate";
-
-/** Independent conditions, each reported once until it changes. */
-type ConditionSlot = "file" | "permissions" | "watch";
 
 /**
  * Creates a guard for the key file at `options.keyPath`, obtaining the first
@@ -99,10 +90,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
   #rotation: Promise<void> = Promise.resolve();
   /** Key that `rotate()` is writing, until it has been adopted. */
   #rotatingKey: string | undefined;
-  /** Conditions reported per slot since the slot was last healthy. */
-  #conditions = new Map<ConditionSlot, Set<string>>();
-  /** Warnings found while `start` runs, emitted once it has finished. */
-  #startupWarnings: KeyAuthError[] | undefined = [];
+  readonly #warnings = new WarningReporter(this);
   #started = false;
   #closed = false;
 
@@ -143,16 +131,17 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
         pollIntervalMs: this.#options.pollIntervalMs,
         check: (reason) => this.#refresh(reason),
         watchFailed: (error) =>
-          this.#report("watch", "WATCH_FAILED", error.message, error.message),
-        watchRestored: () => this.#conditions.delete("watch"),
+          this.#warnings.report(
+            "watch",
+            "WATCH_FAILED",
+            error.message,
+            error.message,
+          ),
+        watchRestored: () => this.#warnings.clear("watch"),
       });
       await this.#watcher.start();
     } finally {
-      const warnings = this.#startupWarnings ?? [];
-      this.#startupWarnings = undefined;
-      for (const warning of warnings) {
-        this.#emitWarning(warning);
-      }
+      this.#warnings.release();
     }
   }
 
@@ -295,7 +284,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     }
 
     this.#unadoptedKey = undefined;
-    this.#conditions.delete("file");
+    this.#warnings.clear("file");
     // Listeners run after the decision, so one that throws cannot fail it.
     this.#adopt(unadopted.key, "request", true);
     return true;
@@ -356,7 +345,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
       this.#reportInvalid(read.content, parsed.problem);
       return true;
     }
-    this.#conditions.delete("file");
+    this.#warnings.clear("file");
     this.#adopt(parsed.key, reason);
     await this.#checkPermissions();
     return true;
@@ -395,16 +384,21 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
 
     const message = describeLoosePermissions(this.#options.keyPath, mode);
     if (message === undefined) {
-      this.#conditions.delete("permissions");
+      this.#warnings.clear("permissions");
     } else {
-      this.#report("permissions", "KEY_FILE_PERMISSIONS", message, message);
+      this.#warnings.report(
+        "permissions",
+        "KEY_FILE_PERMISSIONS",
+        message,
+        message,
+      );
     }
   }
 
   #reportUnreadable(error: unknown): void {
     const problem = describeReadError(this.#options.keyPath, error);
     const message = `${problem}; the last valid key stays in use`;
-    this.#report("file", "KEY_FILE_UNREADABLE", message, problem);
+    this.#warnings.report("file", "KEY_FILE_UNREADABLE", message, problem);
   }
 
   #reportInvalid(content: Buffer, problem: string): void {
@@ -412,51 +406,6 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     const message =
       `key file "${this.#options.keyPath}" does not contain a valid key: ` +
       `the key ${problem}; the last valid key stays in use`;
-    this.#report("file", "KEY_FILE_INVALID", message, condition);
-  }
-
-  /** Emits a warning unless the condition was reported since the slot was last healthy. */
-  #report(
-    slot: ConditionSlot,
-    code: KeyAuthErrorCode,
-    message: string,
-    condition: string,
-  ): void {
-    const key = `${code}\n${condition}`;
-    let reported = this.#conditions.get(slot);
-    if (reported === undefined) {
-      reported = new Set();
-      this.#conditions.set(slot, reported);
-    }
-    if (reported.has(key)) {
-      return;
-    }
-    // Bounds the memory that a writer cycling through bad contents can take,
-    // at the cost of reporting an old content again.
-    if (reported.size >= MAX_REPORTED_CONDITIONS) {
-      reported.clear();
-    }
-    reported.add(key);
-
-    const warning = new KeyAuthError(code, message);
-    if (this.#startupWarnings !== undefined) {
-      this.#startupWarnings.push(warning);
-    } else {
-      this.#emitWarning(warning);
-    }
-  }
-
-  #emitWarning(warning: KeyAuthError): void {
-    // Deferred so that a listener added right after `await createKeyAuth()`
-    // still gets the warnings found while the guard was created. Those are
-    // held until `start` ends, because an immediate scheduled earlier can run
-    // during one of its later awaits.
-    setImmediate(() => {
-      if (this.listenerCount("warning") > 0) {
-        this.emit("warning", warning);
-      } else {
-        process.emitWarning(warning);
-      }
-    });
+    this.#warnings.report("file", "KEY_FILE_INVALID", message, condition);
   }
 }
