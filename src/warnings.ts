@@ -16,8 +16,8 @@ export class WarningReporter {
   readonly #emitter: EventEmitter;
   /** Conditions reported per slot since the slot was last healthy. */
   readonly #reported = new Map<ConditionSlot, Set<string>>();
-  /** Warnings held while the guard starts, or `undefined` once released. */
-  #held: KeyAuthError[] | undefined = [];
+  /** Warnings kept back while the guard starts, or `undefined` once released. */
+  #pendingWarnings: KeyAuthError[] | undefined = [];
 
   constructor(emitter: EventEmitter) {
     this.#emitter = emitter;
@@ -50,8 +50,8 @@ export class WarningReporter {
     reported.add(key);
 
     const warning = new KeyAuthError(code, message);
-    if (this.#held !== undefined) {
-      this.#held.push(warning);
+    if (this.#pendingWarnings !== undefined) {
+      this.#pendingWarnings.push(warning);
     } else {
       this.#emit(warning);
     }
@@ -62,11 +62,14 @@ export class WarningReporter {
     this.#reported.delete(slot);
   }
 
-  /** Emits the warnings held since the reporter was created, then any at once. */
+  /**
+   * Emits the warnings kept back while the guard started. Later warnings are
+   * emitted as they are reported.
+   */
   release(): void {
-    const held = this.#held ?? [];
-    this.#held = undefined;
-    for (const warning of held) {
+    const pending = this.#pendingWarnings ?? [];
+    this.#pendingWarnings = undefined;
+    for (const warning of pending) {
       this.#emit(warning);
     }
   }
@@ -74,7 +77,7 @@ export class WarningReporter {
   #emit(warning: KeyAuthError): void {
     // Deferred so that a listener added right after `await createKeyAuth()`
     // still gets the warnings found while the guard was created. Those are
-    // held until `release`, because an immediate scheduled earlier could run
+    // kept back until `release`, because an immediate scheduled earlier could run
     // during one of the later awaits of the start.
     setImmediate(() => {
       if (this.#emitter.listenerCount("warning") > 0) {
