@@ -54,7 +54,7 @@ export interface InitialKey {
 }
 
 /**
- * Obtains the first key as `init` says. Throws a `KeyAuthError` that names
+ * Obtains the first key as `init` specifies. Throws a `KeyAuthError` that names
  * the file and the fix when the file cannot be read or contains no valid key,
  * and never replaces such a file unless `init` is `'generate'`.
  */

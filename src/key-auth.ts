@@ -27,7 +27,7 @@ import {
 import { KeyFileWatcher, type CheckReason } from "./watcher.js";
 import { WarningReporter } from "./warnings.js";
 
-/** What made the guard take a new key. */
+/** Cause of a key change. */
 export type RotateReason = "watch" | "poll" | "request" | "rotate";
 
 /** Payload of the `'rotate'` event. */
@@ -47,7 +47,7 @@ type Decision = "accepted" | "rejected" | "duplicate";
 
 /**
  * Creates a guard for the key file at `options.keyPath`, obtaining the first
- * key as `options.init` says and then following rewrites of the file.
+ * key as `options.init` specifies and then following rewrites of the file.
  *
  * Rejects with a `TypeError` or `RangeError` for invalid options, with a
  * `KeyAuthError` when the key file cannot be read or contains no valid key,

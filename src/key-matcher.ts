@@ -28,11 +28,11 @@ export class StoredKey {
   }
 
   /**
-   * Tells whether `presented` is this key. The work depends only on the
-   * presented length: both sides are zero-padded to at least
-   * `MIN_COMPARED_LENGTH` bytes and compared by `crypto.timingSafeEqual`,
-   * and the lengths are compared apart, so neither the key nor its length
-   * can be learned from the time it takes.
+   * Tells whether `presented` is this key. Both sides are zero-padded to at
+   * least `MIN_COMPARED_LENGTH` bytes and compared by
+   * `crypto.timingSafeEqual`, and the lengths are compared apart. The work
+   * thus depends only on the presented length, so neither the key nor its
+   * length can be learned from the time it takes.
    */
   equals(presented: Buffer): boolean {
     const compared = Math.min(

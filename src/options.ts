@@ -1,6 +1,6 @@
 import type { Scheme } from "./header.js";
 
-/** How `createKeyAuth` obtains the first key. */
+/** Source of the first key in `createKeyAuth`. */
 export type InitMode = "load" | "generate" | "load-or-generate";
 
 /** Options of `createKeyAuth`. */

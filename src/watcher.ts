@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
 
-/** What made the watcher look at the key file again. */
+/** Cause of a check of the key file. */
 export type CheckReason = "watch" | "poll";
 
 /** Options of `KeyFileWatcher`. */
