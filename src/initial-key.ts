@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { stat } from "node:fs/promises";
 import { KeyAuthError, describeReadError, errnoCode } from "./errors.js";
 import { generateKey, parseKeyFileContent } from "./key.js";
 import {
-  readKeyFile,
-  signatureOf,
+  readKeyFileVersion,
   writeKeyFile,
   type FileSignature,
+  type KeyFileVersion,
 } from "./key-file.js";
 import type { InitMode } from "./options.js";
 
@@ -16,12 +15,6 @@ export const STABLE_READ_DELAY_MS = 15;
 /** Reads that may disagree before a read is given up as unstable. */
 export const STABLE_READ_ATTEMPTS = 8;
 
-/** Content of the key file, and its signature from before it was read. */
-export interface StableRead {
-  content: Buffer;
-  signature: FileSignature;
-}
-
 /**
  * Reads the key file, following symlinks, until two reads
  * `STABLE_READ_DELAY_MS` apart return the same bytes, so that a file still
@@ -30,19 +23,16 @@ export interface StableRead {
  */
 export async function readStableKeyFile(
   path: string,
-): Promise<StableRead | undefined> {
-  let signature = signatureOf(await stat(path));
-  let content = await readKeyFile(path);
+): Promise<KeyFileVersion | undefined> {
+  let read = await readKeyFileVersion(path);
 
   for (let attempt = 1; attempt < STABLE_READ_ATTEMPTS; attempt++) {
     await sleep(STABLE_READ_DELAY_MS);
-    const nextSignature = signatureOf(await stat(path));
-    const next = await readKeyFile(path);
-    if (next.equals(content)) {
-      return { content, signature };
+    const next = await readKeyFileVersion(path);
+    if (next.content.equals(read.content)) {
+      return read;
     }
-    signature = nextSignature;
-    content = next;
+    read = next;
   }
   return undefined;
 }
@@ -98,7 +88,7 @@ async function writeNewKey(
 }
 
 async function loadKey(path: string): Promise<InitialKey> {
-  let read: StableRead | undefined;
+  let read: KeyFileVersion | undefined;
   try {
     read = await readStableKeyFile(path);
   } catch (error) {

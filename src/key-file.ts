@@ -94,9 +94,26 @@ export function readKeyFileSync(path: string): Buffer {
 
 /** Reads a key file like `readKeyFileSync`, without blocking. */
 export async function readKeyFile(path: string): Promise<Buffer> {
+  return (await readKeyFileVersion(path)).content;
+}
+
+/** Content of a key file and the signature of the file it was read from. */
+export interface KeyFileVersion {
+  content: Buffer;
+  signature: FileSignature;
+}
+
+/**
+ * Reads a key file like `readKeyFile`, with the signature of the opened file
+ * taken before its content is read.
+ */
+export async function readKeyFileVersion(
+  path: string,
+): Promise<KeyFileVersion> {
   const handle = await open(path, READ_FLAGS);
   try {
-    checkRegularFile(path, await handle.stat());
+    const stats = await handle.stat();
+    checkRegularFile(path, stats);
     const buffer = Buffer.alloc(MAX_KEY_FILE_SIZE + 1);
     let length = 0;
     while (length < buffer.length) {
@@ -111,7 +128,10 @@ export async function readKeyFile(path: string): Promise<Buffer> {
       }
       length += bytesRead;
     }
-    return buffer.subarray(0, length);
+    return {
+      content: buffer.subarray(0, length),
+      signature: signatureOf(stats),
+    };
   } finally {
     await handle.close();
   }
