@@ -46,6 +46,16 @@ export interface KeyAuthEvents {
 type Decision = "accepted" | "rejected" | "duplicate";
 
 /**
+ * Version of the key file last read, or written by `rotate()`. `unadopted`
+ * is a valid key that a request read from it and did not adopt, because the
+ * request presented another key.
+ */
+interface LastRead {
+  signature: FileSignature | undefined;
+  unadopted?: { key: string; stored: StoredKey };
+}
+
+/**
  * Creates a guard for the key file at `options.keyPath`, obtaining the first
  * key as `options.init` specifies and then following rewrites of the file.
  *
@@ -80,12 +90,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
   readonly #unauthorizedBody: string;
   readonly #acceptBearer: boolean;
   #watcher: KeyFileWatcher | undefined;
-  #signature: FileSignature | undefined;
-  /**
-   * Valid key that a request read from the file version in `#signature` and
-   * did not adopt, because the request presented another key.
-   */
-  #unadoptedKey: { key: string; stored: StoredKey } | undefined;
+  #lastRead: LastRead;
   #generation = 0;
   #rotation: Promise<void> = Promise.resolve();
   /** Key that `rotate()` is writing, until it has been adopted. */
@@ -103,7 +108,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     super();
     this.#options = options;
     this.#matcher = new KeyMatcher(key, options.graceMs);
-    this.#signature = signature;
+    this.#lastRead = { signature };
     this.#challenge = basicChallenge(options.realm);
     this.#unauthorizedBody = `You must pass the API key from "${options.keyPath}" as the username\n`;
     this.#acceptBearer = options.schemes.includes("bearer");
@@ -207,8 +212,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     this.#rotatingKey = key;
     try {
       await writeKeyFile(this.#options.keyPath, key);
-      this.#signature = statSignature(this.#options.keyPath);
-      this.#unadoptedKey = undefined;
+      this.#lastRead = { signature: statSignature(this.#options.keyPath) };
       this.#adopt(key, "rotate");
     } finally {
       this.#rotatingKey = undefined;
@@ -269,21 +273,22 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     if (signature === undefined) {
       return false;
     }
-    if (signature !== this.#signature) {
-      this.#signature = signature;
+    if (signature !== this.#lastRead.signature) {
       const key = this.#readKeyForRequest(path);
-      this.#unadoptedKey =
-        key === undefined ? undefined : { key, stored: new StoredKey(key) };
+      this.#lastRead =
+        key === undefined
+          ? { signature }
+          : { signature, unadopted: { key, stored: new StoredKey(key) } };
     }
 
     // A key read for an earlier request with another key is still the file's
     // content, so it is compared again without reading the file.
-    const unadopted = this.#unadoptedKey;
+    const unadopted = this.#lastRead.unadopted;
     if (unadopted === undefined || !unadopted.stored.equals(presented)) {
       return false;
     }
 
-    this.#unadoptedKey = undefined;
+    this.#lastRead = { signature };
     this.#warnings.clear("file");
     // Listeners run after the decision, so one that throws cannot fail it.
     this.#adopt(unadopted.key, "request", true);
@@ -337,8 +342,7 @@ export class KeyAuth extends EventEmitter<KeyAuthEvents> {
     if (generation !== this.#generation) {
       return false;
     }
-    this.#signature = read.signature;
-    this.#unadoptedKey = undefined;
+    this.#lastRead = { signature: read.signature };
 
     const parsed = parseKeyFileContent(read.content);
     if (!parsed.ok) {
