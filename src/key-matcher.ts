@@ -22,9 +22,8 @@ export class StoredKey {
   readonly #paddedMinimum = this.#padded.subarray(0, MIN_COMPARED_LENGTH);
   readonly #length: number;
 
-  /** Stores `key`, or with `undefined` a stand-in that matches nothing. */
-  constructor(key: string | undefined) {
-    this.#length = key === undefined ? -1 : this.#padded.write(key, "latin1");
+  constructor(key: string) {
+    this.#length = this.#padded.write(key, "latin1");
   }
 
   /**
