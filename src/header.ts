@@ -10,13 +10,6 @@ export type AuthorizationField =
   | { kind: "single"; value: string }
   | { kind: "duplicate" };
 
-// RFC 9110, section 11.4: credentials = auth-scheme [ 1*SP ( token68 / ... ) ]
-// and RFC 7617, section 2: the Basic token68 is the base64 of user-id ":" password.
-// The scheme name is case-insensitive (RFC 9110, section 11.1).
-//
-// The token must be canonical base64 with padding (RFC 4648, sections 3.5 and
-// 4), which `isCanonicalBase64` checks.
-
 // RFC 6750, section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
 
@@ -76,6 +69,13 @@ export function parseAuthorization(
 
   return undefined;
 }
+
+// RFC 9110, section 11.4: credentials = auth-scheme [ 1*SP ( token68 / ... ) ]
+// and RFC 7617, section 2: the Basic token68 is the base64 of user-id ":" password.
+// The scheme name is case-insensitive (RFC 9110, section 11.1).
+//
+// The token must be canonical base64 with padding (RFC 4648, sections 3.5 and
+// 4), which `isCanonicalBase64` checks.
 
 /**
  * Returns where the token starts when `value` starts with the Basic scheme in

@@ -77,8 +77,8 @@ export class WarningReporter {
   #emit(warning: KeyAuthError): void {
     // Deferred so that a listener added right after `await createKeyAuth()`
     // still gets the warnings found while the guard was created. Those are
-    // kept back until `release`, because an immediate scheduled earlier could run
-    // during one of the later awaits of the start.
+    // kept back until `release`, because an immediate scheduled earlier
+    // could run during one of the later awaits of the start.
     setImmediate(() => {
       if (this.#emitter.listenerCount("warning") > 0) {
         this.#emitter.emit("warning", warning);
