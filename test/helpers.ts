@@ -196,13 +196,15 @@ export interface SimpleResponse {
 
 /**
  * Sends one request to a loopback server. `headers` may be an array of
- * name-value pairs to send the same header more than once.
+ * name-value pairs to send the same header more than once. Without `agent`,
+ * the request uses a connection of its own.
  */
 export async function request(
   url: string,
   options: {
     method?: string;
     headers?: Record<string, string> | Array<[string, string]>;
+    agent?: http.Agent;
   } = {},
 ): Promise<SimpleResponse> {
   const headers = options.headers ?? {};
@@ -221,7 +223,11 @@ export async function request(
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: options.method ?? "GET", headers: flatHeaders, agent: false },
+      {
+        method: options.method ?? "GET",
+        headers: flatHeaders,
+        agent: options.agent ?? false,
+      },
       (res) => {
         let body = "";
         res.setEncoding("utf8");

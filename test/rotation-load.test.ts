@@ -22,7 +22,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createKeyAuth, generateKey } from "../src/index.js";
 import { fingerprintKey } from "../src/key.js";
 import { writeKeyFile } from "../src/key-file.js";
-import { basic, makeTempDir, startGuardedServer } from "./helpers.js";
+import { basic, makeTempDir, request, startGuardedServer } from "./helpers.js";
 
 /** Number of times the key file is replaced during the run. */
 const ROTATIONS = 100;
@@ -163,25 +163,17 @@ interface RequestRecord {
 }
 
 /** Sends GET / with `key` as Basic user-id over `agent` and returns the status. */
-function get(agent: http.Agent, port: number, key: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: "/",
-        agent,
-        headers: { Authorization: basic(key) },
-      },
-      (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode ?? 0));
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end();
+async function get(
+  agent: http.Agent,
+  port: number,
+  key: string,
+): Promise<number> {
+  const url = `http://127.0.0.1:${port}/`;
+  const response = await request(url, {
+    agent,
+    headers: { Authorization: basic(key) },
   });
+  return response.status;
 }
 
 /** Everything the load run recorded, for the tests to check. */
