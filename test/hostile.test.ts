@@ -130,11 +130,11 @@ function presents(value: string, acceptBearer: boolean, key: string): boolean {
 }
 
 /**
- * Computes the key that key file `content` contains: the content without a
- * leading UTF-8 byte-order mark and surrounding ASCII whitespace (tab, line
- * feed, form feed, carriage return and space), when that is 16 to 4096
- * characters of printable ASCII other than `:`. Returns `undefined` for any
- * other content, and for a file too large to be read to its end.
+ * Computes the key that key file `content` contains. That is the content
+ * without a leading UTF-8 byte-order mark and surrounding ASCII whitespace
+ * (tab, line feed, form feed, carriage return and space). It must be 16 to
+ * 4096 characters of printable ASCII other than `:`. Returns `undefined` for
+ * any other content, and for a file too large to be read to its end.
  */
 function keyFileKey(content: Buffer): string | undefined {
   if (content.length > MAX_KEY_FILE_SIZE) {

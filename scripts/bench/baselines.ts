@@ -23,10 +23,11 @@ export function basicAuthTsscmp(key: string): RequestCheck {
  * compares the user-id with the key. Its README recommends that function
  * for custom authorizers, with the user input as the first argument. The
  * package is not a dependency here, so `safeCompare` is written out as its
- * `index.js` (LionC/express-basic-auth on GitHub) implements it: two
- * zero-filled buffers of the input's byte length, the secret truncated or
- * padded into the second, one `crypto.timingSafeEqual`, and a length test
- * joined with `&`. It hashes nothing, so its time follows the input length.
+ * `index.js` (LionC/express-basic-auth on GitHub) implements it. It fills two
+ * zero-filled buffers of the input's byte length, the second with the secret
+ * truncated or padded. Then it runs one `crypto.timingSafeEqual` and joins a
+ * length test with `&`. It hashes nothing, so its time follows the input
+ * length.
  */
 export function expressBasicAuth(key: string): RequestCheck {
   return (req) => {
